@@ -1,0 +1,5 @@
+"""Error type for bad user input: the CLI prints its message as one line and exits non-zero."""
+
+
+class InputError(ValueError):
+    """Bad input (missing or corrupt file, wrong shape, unknown id, k <= 0, NaN...)."""

@@ -1,0 +1,58 @@
+"""External ids (any type) <-> dense internal ids."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalize_ids(values) -> np.ndarray:
+    """Return ids as int64 when every value is integer-like, else as str (so "42" and 42 match)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            return arr.astype(np.int64)
+        return arr.astype(str)
+    as_str = arr.astype(str)
+    try:
+        as_int = as_str.astype(np.int64)
+    except (ValueError, OverflowError):
+        return as_str
+    # keep strings like "007" distinct from 7
+    if np.array_equal(as_int.astype(str), as_str):
+        return as_int
+    return as_str
+
+
+class IdMap:
+    """Maps external ids to row positions; unknown ids map to -1."""
+
+    def __init__(self, ids):
+        self.ids = normalize_ids(ids)
+        self._order = np.argsort(self.ids, kind="stable")
+        self._sorted = self.ids[self._order]
+        if len(self._sorted) > 1 and np.any(self._sorted[1:] == self._sorted[:-1]):
+            raise ValueError("item ids must be unique")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, values) -> np.ndarray:
+        """Positions of `values` (int64), -1 where the id is unknown."""
+        query = np.asarray(values)
+        if query.size == 0:
+            return np.empty(0, dtype=np.int64)
+        if self.ids.dtype.kind in "iu":
+            try:
+                query = normalize_ids(query)
+            except (ValueError, TypeError):
+                return np.full(query.shape, -1, dtype=np.int64)
+            if query.dtype.kind not in "iu":
+                return np.full(query.shape, -1, dtype=np.int64)
+        else:
+            query = query.astype(str)
+        pos = np.searchsorted(self._sorted, query)
+        pos = np.minimum(pos, len(self._sorted) - 1)
+        found = len(self._sorted) > 0
+        hit = (self._sorted[pos] == query) if found else np.zeros(query.shape, bool)
+        return np.where(hit, self._order[pos], -1).astype(np.int64)

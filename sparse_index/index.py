@@ -377,9 +377,9 @@ class SparseIndex:
             raise InputError("histories must be a list of item-id lists or a CSR matrix")
         rows, cols, unknown = [], [], []
         for r, hist in enumerate(histories):
-            hist = np.atleast_1d(np.asarray(list(hist) if not isinstance(hist, np.ndarray) else hist))
-            pos = self.lookup(hist) if hist.size else np.empty(0, np.int64)
-            unknown.append(hist[pos < 0].tolist())
+            hist = list(hist)
+            pos = self.lookup(np.asarray([str(x) for x in hist])) if hist else np.empty(0, np.int64)
+            unknown.append([x for x, p in zip(hist, pos) if p < 0])
             known = np.unique(pos[pos >= 0])
             rows.append(np.full(len(known), r))
             cols.append(known)

@@ -1,0 +1,297 @@
+"""SparseIndex: every engine against a brute-force oracle, memory accounting, persistence."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparse_index import index_file
+from sparse_index.errors import InputError
+from sparse_index.index import SparseIndex, topk_sparsify
+from sparse_index.interactions import read_interactions
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def random_sparse(n, d, k, seed=0):
+    rng = np.random.default_rng(seed)
+    cols = np.sort(np.argsort(rng.random((n, d)), axis=1)[:, :k], axis=1)
+    vals = rng.standard_normal((n, k)).astype(np.float32)
+    vals /= np.linalg.norm(vals, axis=1, keepdims=True)
+    return sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(n + 1) * k), shape=(n, d))
+
+
+def oracle_scores(A: sp.csr_matrix, Q, exclude=None) -> np.ndarray:
+    Qd = Q.toarray() if sp.issparse(Q) else np.atleast_2d(Q)
+    S = (A.astype(np.float64) @ Qd.T.astype(np.float64)).T
+    for r, items in enumerate(exclude or []):
+        S[r, list(items)] = -np.inf
+    return S
+
+
+def assert_matches_oracle(scores, ids, S, k):
+    """Tie-tolerant: the returned scores are the oracle's top-k values, and each id has its score."""
+    assert scores.shape == ids.shape == (S.shape[0], k)
+    for r in range(S.shape[0]):
+        finite = np.isfinite(S[r])
+        m = min(k, int(finite.sum()))
+        assert np.all(ids[r, m:] == -1) and np.all(np.isneginf(scores[r, m:])), "padding"
+        got = ids[r, :m]
+        assert np.all(got >= 0) and len(np.unique(got)) == m, "ids valid and distinct"
+        assert np.all(finite[got]), "no excluded item returned"
+        assert np.all(np.diff(scores[r, :m]) <= 0), "descending"
+        expected = np.sort(S[r, finite])[::-1][:m]
+        np.testing.assert_allclose(scores[r, :m], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(S[r, got], scores[r, :m], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ml100k_embeddings():
+    from bench.quick_embeddings import lifted_embeddings, svd_item_factors
+
+    data = read_interactions(DATA / "ml-100k" / "ml-100k.npz")
+    dense = lifted_embeddings(svd_item_factors(data.matrix, 64, power_iters=1), 512)
+    return data, dense
+
+
+class EngineContract:
+    """Every engine (and every value type, and a reloaded index) must equal the oracle."""
+
+    engine = "auto"
+    values = "f32"
+    reload = False
+
+    @pytest.fixture
+    def index(self, tmp_path):
+        idx = SparseIndex.from_embeddings(random_sparse(700, 96, 6), np.arange(700) * 10, values=self.values)
+        if self.reload:
+            idx.save(tmp_path / "i.spidx")
+            idx = SparseIndex.load(tmp_path / "i.spidx", mmap=True)
+        return idx
+
+    def queries(self, idx, n, seed=1):
+        rng = np.random.default_rng(seed)
+        Q = rng.standard_normal((n, idx.d)).astype(np.float32)
+        Q[rng.random(Q.shape) < 0.7] = 0.0
+        return Q
+
+    def test_single_query(self, index):
+        q = self.queries(index, 1)[0]
+        s, i = index.search(q, 10, engine=self.engine)
+        assert_matches_oracle(s, i, oracle_scores(index.to_csr(), q), 10)
+
+    def test_batch_dense_and_sparse_queries(self, index):
+        Q = self.queries(index, 45)
+        S = oracle_scores(index.to_csr(), Q)
+        for batch in (Q, sp.csr_matrix(Q)):
+            s, i = index.search(batch, 25, engine=self.engine, batch_size=20)
+            assert_matches_oracle(s, i, S, 25)
+
+    def test_exclusion(self, index):
+        rng = np.random.default_rng(3)
+        Q = self.queries(index, 20)
+        excl = [rng.choice(index.n_items, size=rng.integers(0, 50), replace=False) for _ in range(20)]
+        s, i = index.search(Q, 15, exclude=excl, engine=self.engine)
+        assert_matches_oracle(s, i, oracle_scores(index.to_csr(), Q, excl), 15)
+
+    def test_k_larger_than_candidates(self, index):
+        Q = self.queries(index, 3)
+        excl = [np.arange(650), [], np.arange(0, 700, 2)]
+        s, i = index.search(Q, 800, exclude=excl, engine=self.engine)
+        assert_matches_oracle(s, i, oracle_scores(index.to_csr(), Q, excl), 800)
+        assert (i[0] >= 0).sum() == 50 and (i[1] >= 0).sum() == 700
+
+    def test_recommend_with_and_without_seen(self, index):
+        rng = np.random.default_rng(5)
+        hist = [rng.choice(index.n_items, size=n, replace=False) for n in (1, 3, 40, 200)]
+        H = sp.csr_matrix((np.ones(sum(map(len, hist)), np.float32),
+                           (np.repeat(np.arange(4), [len(h) for h in hist]), np.concatenate(hist))),
+                          shape=(4, index.n_items))
+        A = index.to_csr()
+        U = (H @ A).toarray()
+        for exclude_seen in (True, False):
+            rec = index.recommend([index.item_ids[h] for h in hist], k=30, exclude_seen=exclude_seen,
+                                  engine=self.engine)
+            S = oracle_scores(A, U, hist if exclude_seen else None)
+            assert_matches_oracle(rec.scores, rec.positions, S, 30)
+            np.testing.assert_array_equal(rec.items, index.item_ids[rec.positions])
+            rec2 = index.recommend(H, k=30, exclude_seen=exclude_seen, engine=self.engine)
+            np.testing.assert_array_equal(rec2.positions, rec.positions)
+
+    def test_real_embeddings(self, ml100k_embeddings):
+        data, dense = ml100k_embeddings
+        idx = SparseIndex.from_embeddings(dense, data.item_ids, nnz=16, values=self.values)
+        H = data.matrix[:64]
+        rec = idx.recommend(H, k=100, engine=self.engine)
+        A = idx.to_csr()
+        S = oracle_scores(A, (H @ A).toarray(), [H.indices[H.indptr[r]:H.indptr[r + 1]] for r in range(64)])
+        assert_matches_oracle(rec.scores, rec.positions, S, 100)
+
+
+class TestAuto(EngineContract):
+    engine = "auto"
+
+
+class TestTermAtATime(EngineContract):
+    engine = "taat"
+
+
+class TestForwardScan(EngineContract):
+    engine = "forward"
+
+
+class TestFloat16(EngineContract):
+    values = "f16"
+
+
+class TestInt8(EngineContract):
+    values = "i8"
+
+
+class TestReloaded(EngineContract):
+    values = "f16"
+    reload = True
+
+
+def test_engines_agree_and_auto_mixes():
+    idx = SparseIndex.from_embeddings(random_sparse(2000, 256, 8), values="f32")
+    rng = np.random.default_rng(0)
+    Q = rng.standard_normal((40, 256)).astype(np.float32)
+    Q[:20, 8:] = 0.0  # narrow queries: few posting lists
+    s, i, stats = idx.search(Q, 20, return_stats=True)
+    assert set(np.unique(stats.engine)) == {1, 2}
+    for engine in ("taat", "forward"):
+        s2, _ = idx.search(Q, 20, engine=engine)
+        np.testing.assert_allclose(s, s2, rtol=1e-5, atol=1e-6)
+
+
+def test_topk_sparsify_keeps_largest_and_renormalises():
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((50, 40)).astype(np.float32)
+    m = topk_sparsify(dense, 5)
+    assert np.all(np.diff(m.indptr) == 5)
+    np.testing.assert_allclose(np.sqrt(m.multiply(m).sum(1)).A.ravel(), 1.0, rtol=1e-6)
+    for r in range(50):
+        kept = m.indices[m.indptr[r]:m.indptr[r + 1]]
+        assert set(kept) == set(np.argsort(-np.abs(dense[r]))[:5])
+        np.testing.assert_array_equal(np.sign(m.data[m.indptr[r]:m.indptr[r + 1]]), np.sign(dense[r, kept]))
+
+
+def test_sparse_input_is_cut_to_nnz():
+    idx = SparseIndex.from_embeddings(random_sparse(100, 64, 12), nnz=4)
+    assert idx.k == 4 and idx.nnz == 400
+
+
+def test_dtypes_and_memory_accounting():
+    A = random_sparse(300, 128, 8)
+    f32 = SparseIndex.from_embeddings(A, values="f32")
+    f16 = SparseIndex.from_embeddings(A, values="f16")
+    i8 = SparseIndex.from_embeddings(A, values="i8")
+    assert f32.row_dims.dtype == np.uint16 and f32.col_items.dtype == np.int32
+    assert (f32.col_values.dtype, f16.col_values.dtype, i8.col_values.dtype) == (np.float32, np.uint16, np.int8)
+    b32, b16, b8 = (x.memory_breakdown() for x in (f32, f16, i8))
+    assert b32["col_values"] == 4 * 2400 and b16["col_values"] == 2 * 2400 and b8["col_values"] == 2400
+    assert f32.nbytes == sum(b32.values())
+    rep = f32.memory_report()
+    assert rep["paper_bytes_per_item"] == 64.0
+    assert rep["bytes_per_item"] == pytest.approx(f32.nbytes / 300)
+    wide = SparseIndex.from_embeddings(sp.csr_matrix(([1.0], ([0], [70000])), shape=(1, 70001)))
+    assert wide.row_dims.dtype == np.int32
+
+
+def test_bad_input():
+    idx = SparseIndex.from_embeddings(random_sparse(50, 32, 4), np.arange(50))
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InputError):
+            idx.search(np.ones(32), bad)
+    with pytest.raises(InputError, match="dimensions"):
+        idx.search(np.ones(31), 5)
+    with pytest.raises(InputError, match="NaN"):
+        idx.search(np.full(32, np.nan), 5)
+    with pytest.raises(InputError, match="--nnz"):
+        SparseIndex.from_embeddings(np.ones((4, 4)))
+    with pytest.raises(InputError, match="unique"):
+        SparseIndex.from_embeddings(random_sparse(3, 8, 2), [1, 1, 2])
+    rec = idx.recommend([[1, 999, "x"], [], [998]], k=5)
+    assert rec.unknown == [[999, "x"], [], [998]]
+    assert list(rec.empty) == [False, True, True]
+    assert np.all(rec.positions[1:] == -1) and np.all(np.isneginf(rec.scores[1:]))
+    assert 1 not in rec.positions[0]
+
+
+# ---- persistence ------------------------------------------------------------------------------
+
+def test_round_trip_mmap_and_not(tmp_path):
+    idx = SparseIndex.from_embeddings(random_sparse(400, 64, 5), [f"item{i}" for i in range(400)], values="i8",
+                                      build={"note": "test"})
+    path = tmp_path / "a.spidx"
+    idx.save(path)
+    Q = np.random.default_rng(0).standard_normal((30, 64)).astype(np.float32)
+    expected = idx.search(Q, 17)
+    for mmap in (True, False):
+        back = SparseIndex.load(path, mmap=mmap)
+        for name, a in idx.arrays().items():
+            np.testing.assert_array_equal(getattr(back, name), a)
+        assert back.values == "i8" and back.build["note"] == "test"
+        got = back.search(Q, 17)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    assert isinstance(SparseIndex.load(path, mmap=True).col_items, np.memmap) or \
+        isinstance(SparseIndex.load(path, mmap=True).col_items.base, np.memmap)
+
+
+def test_every_corrupted_byte_is_detected(tmp_path):
+    idx = SparseIndex.from_embeddings(random_sparse(12, 16, 3), np.arange(12), values="f16")
+    path = tmp_path / "small.spidx"
+    idx.save(path)
+    raw = path.read_bytes()
+    bad = tmp_path / "bad.spidx"
+    for pos in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[pos] ^= 0x5A
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(InputError) as e:
+            SparseIndex.load(bad, mmap=False)
+        assert "\n" not in str(e.value)
+    for cut in (0, 10, 60, len(raw) // 2, len(raw) - 1):
+        bad.write_bytes(raw[:cut])
+        with pytest.raises(InputError):
+            SparseIndex.load(bad)
+    bad.write_bytes(raw + b"\0")
+    with pytest.raises(InputError, match="truncated or extended"):
+        SparseIndex.load(bad)
+
+
+def test_foreign_and_missing_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        SparseIndex.load(tmp_path / "nope.spidx")
+    npz = tmp_path / "x.npz"
+    np.savez(npz, a=np.arange(100))
+    with pytest.raises(InputError, match="not a spidx index"):
+        SparseIndex.load(npz)
+    with pytest.raises(InputError, match="is a directory"):
+        SparseIndex.load(tmp_path)
+
+
+def test_interrupted_save_keeps_previous_index(tmp_path, monkeypatch):
+    path = tmp_path / "keep.spidx"
+    old = SparseIndex.from_embeddings(random_sparse(50, 32, 4), values="f32")
+    old.save(path)
+    before = path.read_bytes()
+    calls = []
+
+    def failing_write(f, a):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        f.write(memoryview(np.ascontiguousarray(a)).cast("B"))
+
+    monkeypatch.setattr(index_file, "_write_array", failing_write)
+    with pytest.raises(KeyboardInterrupt):
+        SparseIndex.from_embeddings(random_sparse(80, 32, 4), values="f16").save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["keep.spidx"]
+    assert SparseIndex.load(path).n_items == 50

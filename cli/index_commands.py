@@ -96,11 +96,11 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
         if not ids:
             raise InputError("--items: empty history")
         rec = index.recommend([ids], k=k, exclude_seen=not include_seen)
+        if rec.empty[0]:
+            raise InputError(f"--items: none of the given item ids are in the index ({', '.join(ids[:5])})")
         if rec.unknown[0]:
             click.echo(f"warning: {len(rec.unknown[0])} item id(s) not in the index: "
                        f"{', '.join(map(str, rec.unknown[0][:10]))}", err=True)
-        if rec.empty[0]:
-            raise InputError("--items: none of the given item ids are in the index")
         n = int((rec.positions[0] >= 0).sum())
         width = max([len("item")] + [len(str(x)) for x in rec.items[0, :n]])
         click.echo(f"{'rank':>4}  {'item':<{width}}  score")

@@ -313,7 +313,8 @@ class SparseIndex:
                     engine: int = kernels.ENGINE_AUTO):
         """Unchecked fast path: Q float32 C-contiguous (n, d); excl_* a CSR (int64 ptr of length n + 1,
         int32 sorted positions). Returns (scores, ids, engine used, entries walked)."""
-        return kernels.search_dense(Q, self.dim_scale, k, engine, self.taat_cost_ratio, excl_ptr, excl_items,
+        kernel = kernels.search_dense if len(Q) > kernels.BLOCK else kernels.search_dense_serial
+        return kernel(Q, self.dim_scale, k, engine, self.taat_cost_ratio, excl_ptr, excl_items,
                                     self.col_ptr, self.col_items, self.col_values,
                                     self.row_ptr, self.row_dims, self.row_values)
 
@@ -321,7 +322,8 @@ class SparseIndex:
         """u = xÂ (dense, float32) for each row of a binary user x item-position matrix."""
         h = sp.csr_matrix(histories)
         h.sort_indices()
-        return kernels.histories_to_queries(h.indptr.astype(np.int64), h.indices.astype(np.int32),
+        kernel = kernels.histories_to_queries if h.shape[0] > kernels.BLOCK else kernels.histories_to_queries_serial
+        return kernel(h.indptr.astype(np.int64), h.indices.astype(np.int32),
                                             self.row_ptr, self.row_dims, self.row_values, self.dim_scale, self.d)
 
     def recommend(self, histories, k: int = 20, exclude_seen: bool = True, batch_size: int = 1024,

@@ -266,6 +266,11 @@ def histories_to_queries(h_ptr, h_items, row_ptr, row_dims, row_values, dim_scal
     return out
 
 
+# Serial twins for small batches: waking the thread pool costs more than one block of work.
+search_dense_serial = njit(cache=True)(search_dense.py_func)
+histories_to_queries_serial = njit(cache=True)(histories_to_queries.py_func)
+
+
 @njit(parallel=True, cache=True)
 def read_bandwidth(a, repeats, n_threads):
     """Sum a large uint64 array `repeats` times across n_threads threads (a streaming-read probe)."""

@@ -43,16 +43,27 @@ class IdMap:
         if query.size == 0:
             return np.empty(0, dtype=np.int64)
         if self.ids.dtype.kind in "iu":
-            try:
-                query = normalize_ids(query)
-            except (ValueError, TypeError):
-                return np.full(query.shape, -1, dtype=np.int64)
-            if query.dtype.kind not in "iu":
-                return np.full(query.shape, -1, dtype=np.int64)
+            query, valid = _as_int_ids(query)
         else:
-            query = query.astype(str)
+            query, valid = query.astype(str), np.ones(query.shape, bool)
         pos = np.searchsorted(self._sorted, query)
         pos = np.minimum(pos, len(self._sorted) - 1)
         found = len(self._sorted) > 0
         hit = (self._sorted[pos] == query) if found else np.zeros(query.shape, bool)
-        return np.where(hit, self._order[pos], -1).astype(np.int64)
+        return np.where(hit & valid, self._order[pos], -1).astype(np.int64)
+
+
+def _as_int_ids(query: np.ndarray):
+    """Integer ids for an int-keyed map; values that are not integers are marked invalid."""
+    if query.dtype.kind in "iu":
+        return query.astype(np.int64), np.ones(query.shape, bool)
+    out = np.zeros(query.shape, np.int64)
+    valid = np.zeros(query.shape, bool)
+    for i, v in enumerate(query.ravel()):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if f.is_integer():
+            out.flat[i], valid.flat[i] = int(f), True
+    return out, valid

@@ -200,12 +200,18 @@ def _read_text(path, user_col, item_col, rating_col, min_rating, sep, header) ->
     return from_pairs(np.asarray(users, dtype=str), np.asarray(items, dtype=str), path)
 
 
+HEADER_NAMES = {"user", "item", "user_id", "item_id", "userid", "itemid", "rating", "timestamp", "score", "uid", "iid"}
+
+
 def _looks_like_header(rows, user_col, item_col, rating_col) -> bool:
-    """A first row is a header when a numeric column (numbers in row 2) holds a non-number in row 1."""
+    """Row 1 is a header when it names typical columns, holds a non-number in the rating column,
+    or holds a non-number where row 2 has a number."""
+    first = rows[0]
+    if any(c.strip().lower().split(":")[0] in HEADER_NAMES for c in first):
+        return True
+    if isinstance(rating_col, int) and rating_col < len(first) and not _is_number(first[rating_col]):
+        return True
     if len(rows) < 2:
         return False
-    first, second = rows[0], rows[1]
-    for j in range(min(len(first), len(second))):
-        if _is_number(second[j]) and not _is_number(first[j]):
-            return True
-    return False
+    second = rows[1]
+    return any(_is_number(second[j]) and not _is_number(first[j]) for j in range(min(len(first), len(second))))

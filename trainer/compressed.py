@@ -70,7 +70,8 @@ def make_engine(cols: np.ndarray, values: torch.Tensor, dim: int):
     return DenseEngine(weights, mask)
 
 
-def _restart(engine, init: torch.Tensor, k: int, rewind: bool, dim: int):
+def restart_phase(engine, init: torch.Tensor, k: int, rewind: bool, dim: int):
+    """Next phase's engine: top-k support of the current Â, rewound to `init` or kept as is."""
     cols = topk_support(engine, k)
     if rewind:
         values = torch.gather(init, 1, torch.from_numpy(cols).long())
@@ -128,19 +129,19 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
         for i, phase in enumerate(trajectory + [None]):
             if i in branch_at:
                 k = branch_at[i]
-                final = _restart(engine, init, k, rewind, dim)
+                final = restart_phase(engine, init, k, rewind, dim)
                 results[k] = run_phase(final, Phase(k, epochs), f"final k={k}").embeddings()
             if phase is None or i >= max(branch_at):
                 break
             if i > 0:
-                engine = _restart(engine, init, phase.nnz, rewind, dim)
+                engine = restart_phase(engine, init, phase.nnz, rewind, dim)
             run_phase(engine, phase, f"phase {i}")
     else:
         for k in targets:
             engine = DenseEngine(init)
             for i, phase in enumerate(schedule(schedule_name, dim, k, epochs)):
                 if i > 0 or phase.nnz < dim:
-                    engine = _restart(engine, init, phase.nnz, rewind, dim)
+                    engine = restart_phase(engine, init, phase.nnz, rewind, dim)
                 run_phase(engine, phase, f"{'final' if phase.nnz == k and i else 'phase'} {i}")
             results[k] = engine.embeddings()
     bar.close()

@@ -1,0 +1,101 @@
+"""`spidx train` and `spidx evaluate`."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from sparse_index.embeddings import load_embeddings, save_embeddings
+from sparse_index.protocol import METRICS
+
+from .common import interaction_options, load_interactions, pop_interaction_options, positive
+
+
+def _lambdas(ctx, param, value):
+    try:
+        lams = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got '{value}'") from None
+    if not lams or any(lam <= 0 for lam in lams):
+        raise click.BadParameter("lambdas must be positive")
+    return lams
+
+
+@click.command()
+@click.argument("interactions", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Embeddings file to write (.npz).")
+@click.option("--model", type=click.Choice(["compressed-elsa", "elsa", "ease"]), default="compressed-elsa",
+              show_default=True)
+@click.option("--dim", type=int, default=4096, show_default=True, callback=positive("dim"),
+              help="Embedding dimension d (ELSA, Compressed ELSA).")
+@click.option("--nnz", type=int, default=None, callback=positive("nnz"),
+              help="Non-zeros per item row k (Compressed ELSA: default 32; EASE: prune rows to k).")
+@click.option("--schedule", type=click.Choice(["exponential", "linear", "step", "constant"]),
+              default="exponential", show_default=True, help="Gradual pruning schedule.")
+@click.option("--rewind/--no-rewind", default=True, show_default=True,
+              help="Reset surviving weights to their initial values at each pruning phase.")
+@click.option("--epochs", type=int, default=10, show_default=True, callback=positive("epochs"),
+              help="ELSA epochs; Compressed ELSA epochs per halving and at the final k.")
+@click.option("--batch-size", type=int, default=256, show_default=True, callback=positive("batch size"))
+@click.option("--lr", type=float, default=0.1, show_default=True, callback=positive("lr"))
+@click.option("--max-output", type=int, default=None, callback=positive("max-output"),
+              help="Sampled training: output columns per batch (batch items + negatives). Default: all items.")
+@click.option("--lam", default="500", show_default=True, callback=_lambdas,
+              help="EASE L2 strength; a comma list is searched on --val-users.")
+@click.option("--test-users", type=int, default=0, show_default=True,
+              help="Hold out this many seeded users (never trained on) for `spidx evaluate`.")
+@click.option("--val-users", type=int, default=0, show_default=True,
+              help="Hold out users for model selection (ELSA: best epoch; EASE: best lambda).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@interaction_options
+def train(interactions, out, quiet, **kw):
+    """Train item embeddings on an INTERACTIONS file (CSV/TSV/.npz) and write them to --out."""
+    from trainer.pipeline import TrainConfig, train_model  # torch is imported only here
+
+    data = load_interactions(interactions, **pop_interaction_options(kw))
+    if kw["model"] == "compressed-elsa" and kw["nnz"] is None:
+        kw["nnz"] = 32
+    cfg = TrainConfig(**kw)
+    click.echo(f"{data.n_users} users x {data.n_items} items, {data.matrix.nnz} interactions", err=True)
+    emb = train_model(data, cfg, progress=not quiet)
+    save_embeddings(out, emb.matrix, emb.item_ids, emb.meta)
+    shape = "x".join(map(str, emb.shape))
+    nnz = f", {emb.matrix.nnz / emb.shape[0]:.0f} nnz/row" if emb.is_sparse else ""
+    click.echo(f"wrote {out}: {cfg.model} {shape}{nnz}, trained in {emb.meta['train_seconds']:.1f}s")
+    for entry in emb.meta["validation"][-1:]:
+        click.echo("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in entry.items() if k in METRICS))
+
+
+@click.command()
+@click.argument("embeddings", type=click.Path(dir_okay=False))
+@click.argument("interactions", type=click.Path(dir_okay=False))
+@click.option("--test-users", type=int, default=None, help="Default: as the model was trained.")
+@click.option("--seed", type=int, default=None, help="Default: as the model was trained.")
+@click.option("--folds", type=click.IntRange(1, 5), default=1, show_default=True,
+              help="Rotate the held-out fifth of each test user's items over this many folds.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write metrics as JSON.")
+@interaction_options
+def evaluate(embeddings, interactions, test_users, seed, folds, json_out, **kw):
+    """Held-out Recall@20, Recall@50 and nDCG@100 of trained EMBEDDINGS on INTERACTIONS."""
+    from trainer.pipeline import evaluate_embeddings
+
+    emb = load_embeddings(embeddings)
+    data = load_interactions(interactions, **pop_interaction_options(kw))
+    metrics = evaluate_embeddings(emb, data, test_users, seed, folds)
+    meta = emb.meta
+    label = f"{meta.get('model', '?')} d={meta.get('d')}" + (f" k={meta['k']}" if meta.get("k") else "")
+    click.echo("| model | " + " | ".join(METRICS) + " |")
+    click.echo("|---|" + "---|" * len(METRICS))
+    click.echo(f"| {label} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
+    if json_out:
+        from sparse_index.atomic import atomic_path
+
+        with atomic_path(json_out) as tmp, open(tmp, "w") as f:
+            json.dump({"embeddings": embeddings, "interactions": interactions, "folds": folds, "model": label,
+                       "metrics": metrics}, f, indent=2)
+
+
+def register(group):
+    group.add_command(train)
+    group.add_command(evaluate)

@@ -1,0 +1,139 @@
+"""Train a model on an interactions file and evaluate it with the strong-generalisation protocol."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from sparse_index.embeddings import Embeddings
+from sparse_index.errors import InputError
+from sparse_index.interactions import Interactions
+from sparse_index.protocol import evaluate_scorer, make_split
+
+from .compressed import train_compressed_elsa
+from .ease import ease_scores, fit_ease, prune_rows
+from .elsa import elsa_scores, train_elsa
+from .schedules import SCHEDULES
+
+MODELS = ("elsa", "compressed-elsa", "ease")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "compressed-elsa"
+    dim: int = 4096
+    nnz: int | None = 32  # Compressed ELSA target k; for EASE, optional row pruning
+    schedule: str = "exponential"
+    rewind: bool = True
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.1
+    seed: int = 42
+    max_output: int | None = None  # sampled training: outputs per batch (None = all items)
+    lam: list = field(default_factory=lambda: [500.0])  # EASE; several = choose on validation users
+    test_users: int = 0  # held out (never trained on) for `evaluate`
+    val_users: int = 0  # held out for model selection (best epoch / best lambda)
+
+    def validate(self):
+        if self.model not in MODELS:
+            raise InputError(f"unknown model '{self.model}' (choose from {', '.join(MODELS)})")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"unknown schedule '{self.schedule}' (choose from {', '.join(SCHEDULES)})")
+        for name in ("dim", "epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name.replace('_', '-')} must be positive")
+        if self.nnz is not None and not 0 < self.nnz <= (self.dim if self.model != "ease" else 10**9):
+            raise InputError(f"nnz must be in 1..{self.dim}, got {self.nnz}")
+        if self.model == "compressed-elsa" and self.nnz is None:
+            raise InputError("compressed-elsa needs --nnz")
+        if not self.lr > 0 or any(not lam > 0 for lam in self.lam):
+            raise InputError("learning rate and lambda must be positive")
+        if self.test_users < 0 or self.val_users < 0:
+            raise InputError("held-out user counts cannot be negative")
+        if len(self.lam) > 1 and self.val_users == 0:
+            raise InputError("several EASE lambdas need --val-users to choose between them")
+
+
+def scorer(emb: Embeddings):
+    """The dense scoring function of a trained model: ELSA x Â Âᵀ, or EASE x B."""
+    if emb.meta.get("model") == "ease":
+        return lambda h: ease_scores(emb.matrix, h)
+    return lambda h: elsa_scores(emb.matrix, h)
+
+
+def train_model(data: Interactions, cfg: TrainConfig, progress: bool = True) -> Embeddings:
+    """Train `cfg.model` on every user except the held-out test/validation users."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    split = make_split(data.matrix, cfg.test_users, cfg.val_users, cfg.seed) if cfg.test_users or cfg.val_users \
+        else None
+    train = split.train if split else data.matrix
+    val = split.validation if split else []
+    meta = {"model": cfg.model, "config": asdict(cfg), "data": {"source": data.source,
+            "fingerprint": data.fingerprint(), "users": data.n_users, "items": data.n_items,
+            "interactions": int(data.matrix.nnz), "train_users": int(train.shape[0])}}
+    history = []
+    if cfg.model == "ease":
+        best = None
+        for lam in cfg.lam:
+            B = fit_ease(train, lam)
+            entry = {"lambda": lam}
+            if val:
+                entry.update(evaluate_scorer(lambda h: ease_scores(B, h), val))
+            history.append(entry)
+            if best is None or entry.get("ndcg@100", 0) > best[0].get("ndcg@100", 0):
+                best = (entry, B)
+        matrix = best[1] if cfg.nnz is None else prune_rows(best[1], cfg.nnz)
+        meta.update(d=int(matrix.shape[1]), k=cfg.nnz, lam=best[0]["lambda"])
+    elif cfg.model == "elsa":
+        best = {"ndcg@100": -1.0, "epoch": cfg.epochs}
+
+        def on_epoch(engine, log):
+            if not val:
+                return {}
+            a = engine.embeddings()
+            m = evaluate_scorer(lambda h: elsa_scores(a, h), val)
+            history.append({"epoch": log.epoch, "loss": log.loss, **m})
+            if m["ndcg@100"] > best["ndcg@100"]:
+                best.update(m, epoch=log.epoch, embeddings=a.copy())
+            return m
+
+        logs = []
+        matrix = train_elsa(train, cfg.dim, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.max_output,
+                            progress, on_epoch=on_epoch, logs=logs)
+        if val:
+            matrix = best.pop("embeddings")
+        meta.update(d=cfg.dim, k=None, best_epoch=best["epoch"],
+                    epoch_seconds=[round(log.seconds, 3) for log in logs])
+    else:
+        phases = []
+        result = train_compressed_elsa(train, cfg.dim, (cfg.nnz,), cfg.schedule, cfg.rewind, cfg.epochs,
+                                       cfg.batch_size, cfg.lr, cfg.seed, cfg.max_output, progress, phases)
+        matrix = result[cfg.nnz]
+        if val:
+            history.append(evaluate_scorer(lambda h: elsa_scores(matrix, h), val))
+        meta.update(d=cfg.dim, k=cfg.nnz, schedule=cfg.schedule, rewind=cfg.rewind,
+                    phases=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for p in phases])
+    meta["train_seconds"] = round(time.perf_counter() - t0, 2)
+    meta["validation"] = history
+    return Embeddings(matrix, data.item_ids, meta)
+
+
+def evaluate_embeddings(emb: Embeddings, data: Interactions, test_users: int | None = None,
+                        seed: int | None = None, folds: int = 1) -> dict:
+    """Held-out metrics of a trained model on the test users it was trained without."""
+    cfg = emb.meta.get("config", {})
+    test_users = cfg.get("test_users", 0) if test_users is None else test_users
+    seed = cfg.get("seed", 42) if seed is None else seed
+    if test_users <= 0:
+        raise InputError("the model was trained on every user; retrain with --test-users N to evaluate it")
+    if len(emb.item_ids) != data.n_items or not np.array_equal(emb.item_ids.astype(str), data.item_ids.astype(str)):
+        raise InputError("the embeddings were trained on other items than this interactions file holds")
+    fp = emb.meta.get("data", {}).get("fingerprint")
+    if fp and fp != data.fingerprint():
+        raise InputError("this interactions file differs from the one the model was trained on "
+                         "(its held-out users would not be held out)")
+    trained_val = cfg.get("val_users", 0)
+    split = make_split(data.matrix, test_users, trained_val, seed, folds=folds)
+    return evaluate_scorer(scorer(emb), split.test)

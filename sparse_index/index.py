@@ -146,7 +146,7 @@ class SparseIndex:
             raise InputError(f"--nnz must be positive, got {nnz}")
         params = dict(build or {})
         if sp.issparse(matrix):
-            m = sp.csr_matrix(matrix, dtype=np.float32)
+            m = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
             m.sum_duplicates()
             m.eliminate_zeros()
             params["source_format"] = "sparse"

@@ -21,6 +21,18 @@ def _lambdas(ctx, param, value):
     return lams
 
 
+def _nnz_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        ks = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected an integer or a comma list, got '{value}'") from None
+    if not ks or any(k <= 0 for k in ks):
+        raise click.BadParameter(f"nnz must be positive, got {value}")
+    return ks
+
+
 @click.command()
 @click.argument("interactions", type=click.Path(dir_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Embeddings file to write (.npz).")
@@ -28,8 +40,10 @@ def _lambdas(ctx, param, value):
               show_default=True)
 @click.option("--dim", type=int, default=4096, show_default=True, callback=positive("dim"),
               help="Embedding dimension d (ELSA, Compressed ELSA).")
-@click.option("--nnz", type=int, default=None, callback=positive("nnz"),
-              help="Non-zeros per item row k (Compressed ELSA: default 32; EASE: prune rows to k).")
+@click.option("--nnz", default=None, callback=_nnz_list,
+              help="Non-zeros per item row k (Compressed ELSA: default 32; EASE: prune rows to k). "
+                   "Compressed ELSA takes a list, e.g. 128,64,32: one pruning trajectory, one file per k "
+                   "(--out must contain {k}).")
 @click.option("--schedule", type=click.Choice(["exponential", "linear", "step", "constant"]),
               default="exponential", show_default=True, help="Gradual pruning schedule.")
 @click.option("--rewind/--no-rewind", default=True, show_default=True,
@@ -51,20 +65,24 @@ def _lambdas(ctx, param, value):
 @interaction_options
 def train(interactions, out, quiet, **kw):
     """Train item embeddings on an INTERACTIONS file (CSV/TSV/.npz) and write them to --out."""
-    from trainer.pipeline import TrainConfig, train_model  # torch is imported only here
+    from trainer.pipeline import TrainConfig, train_models  # torch is imported only here
 
-    data = load_interactions(interactions, **pop_interaction_options(kw))
-    if kw["model"] == "compressed-elsa" and kw["nnz"] is None:
-        kw["nnz"] = 32
-    cfg = TrainConfig(**kw)
+    nnz = kw.pop("nnz") or ([32] if kw["model"] == "compressed-elsa" else [None])
+    if len(nnz) > 1 and "{k}" not in out:
+        raise click.BadParameter("several --nnz values write one file each: put {k} in --out", param_hint="--out")
+    read_options = pop_interaction_options(kw)
+    cfg = TrainConfig(nnz=nnz[0], targets=tuple(nnz) if len(nnz) > 1 else (), **kw)
+    cfg.validate()
+    data = load_interactions(interactions, **read_options)
     click.echo(f"{data.n_users} users x {data.n_items} items, {data.matrix.nnz} interactions", err=True)
-    emb = train_model(data, cfg, progress=not quiet)
-    save_embeddings(out, emb.matrix, emb.item_ids, emb.meta)
-    shape = "x".join(map(str, emb.shape))
-    nnz = f", {emb.matrix.nnz / emb.shape[0]:.0f} nnz/row" if emb.is_sparse else ""
-    click.echo(f"wrote {out}: {cfg.model} {shape}{nnz}, trained in {emb.meta['train_seconds']:.1f}s")
-    for entry in emb.meta["validation"][-1:]:
-        click.echo("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in entry.items() if k in METRICS))
+    for k, emb in train_models(data, cfg, progress=not quiet).items():
+        path = out.replace("{k}", str(k))
+        save_embeddings(path, emb.matrix, emb.item_ids, emb.meta)
+        shape = "x".join(map(str, emb.shape))
+        per_row = f", {emb.matrix.nnz / emb.shape[0]:.0f} nnz/row" if emb.is_sparse else ""
+        click.echo(f"wrote {path}: {cfg.model} {shape}{per_row}, trained in {emb.meta['train_seconds']:.1f}s")
+        for entry in emb.meta["validation"][-1:]:
+            click.echo("validation: " + ", ".join(f"{m}={v:.4f}" for m, v in entry.items() if m in METRICS))
 
 
 @click.command()

@@ -24,6 +24,7 @@ class TrainConfig:
     model: str = "compressed-elsa"
     dim: int = 4096
     nnz: int | None = 32  # Compressed ELSA target k; for EASE, optional row pruning
+    targets: tuple = ()  # Compressed ELSA: several k from one pruning trajectory (overrides nnz)
     schedule: str = "exponential"
     rewind: bool = True
     epochs: int = 10
@@ -45,6 +46,8 @@ class TrainConfig:
                 raise InputError(f"{name.replace('_', '-')} must be positive")
         if self.nnz is not None and not 0 < self.nnz <= (self.dim if self.model != "ease" else 10**9):
             raise InputError(f"nnz must be in 1..{self.dim}, got {self.nnz}")
+        if self.targets and (self.model != "compressed-elsa" or any(not 0 < k <= self.dim for k in self.targets)):
+            raise InputError(f"several --nnz values need --model compressed-elsa and each in 1..{self.dim}")
         if self.model == "compressed-elsa" and self.nnz is None:
             raise InputError("compressed-elsa needs --nnz")
         if not self.lr > 0 or any(not lam > 0 for lam in self.lam):
@@ -64,6 +67,12 @@ def scorer(emb: Embeddings):
 
 def train_model(data: Interactions, cfg: TrainConfig, progress: bool = True) -> Embeddings:
     """Train `cfg.model` on every user except the held-out test/validation users."""
+    models = train_models(data, cfg, progress)
+    return next(iter(models.values()))
+
+
+def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) -> dict:
+    """Like `train_model`; Compressed ELSA with several `cfg.targets` returns {k: Embeddings}."""
     cfg.validate()
     t0 = time.perf_counter()
     split = make_split(data.matrix, cfg.test_users, cfg.val_users, cfg.seed) if cfg.test_users or cfg.val_users \
@@ -108,16 +117,19 @@ def train_model(data: Interactions, cfg: TrainConfig, progress: bool = True) -> 
                     epoch_seconds=[round(log.seconds, 3) for log in logs])
     else:
         phases = []
-        result = train_compressed_elsa(train, cfg.dim, (cfg.nnz,), cfg.schedule, cfg.rewind, cfg.epochs,
+        targets = tuple(cfg.targets) or (cfg.nnz,)
+        result = train_compressed_elsa(train, cfg.dim, targets, cfg.schedule, cfg.rewind, cfg.epochs,
                                        cfg.batch_size, cfg.lr, cfg.seed, cfg.max_output, progress, phases)
-        matrix = result[cfg.nnz]
-        if val:
-            history.append(evaluate_scorer(lambda h: elsa_scores(matrix, h), val))
-        meta.update(d=cfg.dim, k=cfg.nnz, schedule=cfg.schedule, rewind=cfg.rewind,
+        meta.update(d=cfg.dim, schedule=cfg.schedule, rewind=cfg.rewind, train_seconds=round(time.perf_counter() - t0, 2),
                     phases=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for p in phases])
+        out = {}
+        for k, matrix in result.items():
+            val_metrics = [evaluate_scorer(lambda h: elsa_scores(matrix, h), val)] if val else []
+            out[k] = Embeddings(matrix, data.item_ids, {**meta, "k": k, "validation": val_metrics})
+        return out
     meta["train_seconds"] = round(time.perf_counter() - t0, 2)
     meta["validation"] = history
-    return Embeddings(matrix, data.item_ids, meta)
+    return {meta["k"]: Embeddings(matrix, data.item_ids, meta)}
 
 
 def evaluate_embeddings(emb: Embeddings, data: Interactions, test_users: int | None = None,

@@ -86,10 +86,23 @@ def _json_id(x):
 @click.option("--item-col", default="1", show_default=True, help="--histories: item column (position or name).")
 @click.option("--sep", default=None, help="--histories: field separator (default: guessed).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def query(index_path, items, histories, k, output, include_seen, batch_size, user_col, item_col, sep, progress):
+@click.option("--layout", default=None,
+              help="With --items: 2D homepage, e.g. rows=5,items=10 (row 1 'Recommended for you', then one row "
+                   "per top segment, from INDEX.segments.npz or built on the fly).")
+@click.option("--json", "as_json", is_flag=True, help="With --items: print JSON.")
+def query(index_path, items, histories, k, output, include_seen, batch_size, user_col, item_col, sep, progress,
+          layout, as_json):
     """Recommend the top-k items for one history (--items) or for many users (--histories)."""
     if (items is None) == (histories is None):
         raise InputError("give exactly one of --items or --histories")
+    if histories is not None and (layout is not None or as_json):
+        raise InputError("--layout and --json go with --items (--histories always writes JSONL)")
+    if layout is not None:
+        if include_seen:
+            raise InputError("--layout never shows seen items; drop --include-seen")
+        from .segment_commands import run_layout
+
+        return run_layout(index_path, items, layout, as_json)
     index = SparseIndex.load(index_path)
     if items is not None:
         ids = [x.strip() for x in items.split(",") if x.strip()]
@@ -102,6 +115,11 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
             click.echo(f"warning: {len(rec.unknown[0])} item id(s) not in the index: "
                        f"{', '.join(map(str, rec.unknown[0][:10]))}", err=True)
         n = int((rec.positions[0] >= 0).sum())
+        if as_json:
+            click.echo(json.dumps({"items": [_json_id(x) for x in rec.items[0, :n]],
+                                   "scores": [round(float(s), 6) for s in rec.scores[0, :n]],
+                                   "unknown": [_json_id(x) for x in rec.unknown[0]]}))
+            return
         width = max([len("item")] + [len(str(x)) for x in rec.items[0, :n]])
         click.echo(f"{'rank':>4}  {'item':<{width}}  score")
         for r in range(n):

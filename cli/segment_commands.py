@@ -1,4 +1,5 @@
-"""`spidx segments`, `spidx explain`, `spidx homepage` (and the `--layout` hook for `spidx query`).
+"""`spidx segments`, `spidx explain`, and the 2D homepage behind `spidx query --layout` (`run_layout`;
+`spidx homepage` is a short alias of it).
 
 register(group) adds the commands to the `spidx` click group.
 """
@@ -256,5 +257,5 @@ def explain_cmd(index, item, items, n, top_dims, as_json):
               help="rows=R (total rows, the first is 'Recommended for you'),items=N per row[,min_items=M].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def homepage_cmd(index, items, layout, as_json):
-    """2D homepage: 'Recommended for you', then one row per top segment of the user."""
+    """Alias of `spidx query INDEX --items ... --layout rows=5,items=10 [--json]`."""
     run_layout(index, items, layout, as_json)

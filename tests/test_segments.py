@@ -348,6 +348,48 @@ def test_cli_segments_homepage_explain(tmp_path):
         assert res.exit_code == 2 and res.output.strip().startswith("error:"), (args, res.output)
 
 
+def test_cli_query_layout_dispatches_to_homepage(tmp_path):
+    """`spidx query INDEX --items ... --layout ... --json` (the real group) = the homepage layout code."""
+    from cli import segment_commands
+    from cli.main import main as spidx
+
+    A, truth = _clustered(n_clusters=4, per=10)
+    ids = np.arange(1, A.shape[0] + 1)
+    emb, idx = tmp_path / "emb.npz", tmp_path / "i.spidx"
+    save_embeddings(emb, A, ids, {"model": "test"})
+    meta = tmp_path / "m.tsv"
+    meta.write_text("item_id:token\tmovie_title:token_seq\tclass:token_seq\n" + "".join(
+        f"{i}\tMovie {i}\t{['Comedy', 'Drama', 'Horror', 'War'][truth[i - 1]]}\n" for i in ids))
+    r = CliRunner()
+    assert r.invoke(spidx, ["build", "--embeddings", str(emb), "--out", str(idx)]).exit_code == 0
+    assert r.invoke(spidx, ["segments", str(idx), "--metadata", str(meta)]).exit_code == 0
+    res = r.invoke(spidx, ["query", str(idx), "--items", "1,3,5,12", "--layout", "rows=3,items=4", "--json"])
+    assert res.exit_code == 0, res.output
+    page = json.loads(res.stdout)
+    assert [row["title"] for row in page["rows"]][:2] == ["Recommended for you", "Comedy"] and len(page["rows"]) == 3
+    assert len(page["rows"][0]["items"]) == 4 and all(1 <= len(row["items"]) <= 4 for row in page["rows"])
+    shown = [it["id"] for row in page["rows"] for it in row["items"]]
+    assert len(shown) == len(set(shown)) and not {1, 3, 5, 12} & set(shown)
+    scores = [row["segment_score"] for row in page["rows"][1:]]
+    assert scores == sorted(scores, reverse=True) and min(scores) > 0
+    # same data as the layout code called directly, and as the `homepage` alias
+    A2, ids2 = S.load_item_matrix(idx)
+    seg = S.load_segments(S.segments_path(idx))
+    hist = S.IdMap(ids2).lookup(np.array([1, 3, 5, 12]))
+    direct = segment_commands.layout_data(A2, ids2, seg, np.sort(hist), S.parse_layout("rows=3,items=4"))
+    assert page["rows"] == json.loads(json.dumps(direct["rows"]))
+    alias = r.invoke(spidx, ["homepage", str(idx), "--items", "1,3,5,12", "--layout", "rows=3,items=4", "--json"])
+    assert json.loads(alias.stdout) == page
+    text = r.invoke(spidx, ["query", str(idx), "--items", "1,3", "--layout", "rows=2,items=3"])
+    assert text.exit_code == 0 and text.stdout.splitlines()[0] == "Recommended for you" and "Movie" in text.stdout
+    plain = r.invoke(spidx, ["query", str(idx), "--items", "1,3", "-k", "5", "--json"])
+    assert plain.exit_code == 0 and len(json.loads(plain.stdout)["items"]) == 5
+    for args in (["--items", "1", "--layout", "rows=0"], ["--items", "1", "--layout", "rows=2", "--include-seen"],
+                 ["--histories", str(meta), "--layout", "rows=2"]):
+        res = r.invoke(spidx, ["query", str(idx), *args])
+        assert res.exit_code == 2 and res.output.strip().startswith("error:"), (args, res.output)
+
+
 # ------------------------------------------------------------------------------------------ ML-100K
 
 @pytest.mark.skipif(not (DATA / "ml-100k.item.gz").exists(), reason="ML-100K not available")

@@ -125,8 +125,11 @@ def register(group) -> None:
 @click.argument("index", type=click.Path())
 @click.option("--metadata", type=click.Path(), default=None,
               help="Item metadata: RecBole .item TSV (ML-100K) or CSV/TSV with an id column + text columns.")
-@click.option("--latent-threshold", type=float, default=0.5, show_default=True,
-              help="Merge dominant-factor groups while the cosine of their summed embeddings is >= this.")
+@click.option("--latent-rule", type=click.Choice(S.LATENT_RULES), default="average", show_default=True,
+              help="Merge rule without metadata: 'average' = mean ELSA item-item weight Â_i·Â_j between the two "
+                   "segments' items; 'centroid' = cosine of their summed embeddings.")
+@click.option("--latent-threshold", type=float, default=None,
+              help="Merge while the rule's similarity is >= this (default: 0.1 average, 0.5 centroid).")
 @click.option("--metadata-threshold", type=float, default=0.8, show_default=True,
               help="With --metadata: merge segments whose TF-IDF genre/title descriptions have cosine >= this.")
 @click.option("--no-merge", is_flag=True, help="Keep one segment per signed dominant factor.")
@@ -135,7 +138,7 @@ def register(group) -> None:
 @click.option("--examples", type=int, default=5, show_default=True, help="Example items per segment.")
 @click.option("--limit", type=int, default=20, show_default=True, help="Segments to list (0 = all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def segments_cmd(index, metadata, latent_threshold, metadata_threshold, no_merge, show, no_save, examples, limit,
+def segments_cmd(index, metadata, latent_rule, latent_threshold, metadata_threshold, no_merge, show, no_save, examples, limit,
                  as_json):
     """Build (and save next to INDEX) the item segments, then list them with size, name and examples."""
     from sparse_index.metadata import read_item_metadata
@@ -151,7 +154,7 @@ def segments_cmd(index, metadata, latent_threshold, metadata_threshold, no_merge
         meta = read_item_metadata(metadata) if metadata else None
         if meta is not None and meta.coverage(ids) == 0:
             raise InputError(f"{metadata}: none of its item ids is in the index")
-        seg = S.build_segments(A, ids, meta, latent_threshold=latent_threshold,
+        seg = S.build_segments(A, ids, meta, latent_rule=latent_rule, latent_threshold=latent_threshold,
                                metadata_threshold=metadata_threshold, merge=not no_merge)
         saved = None if no_save else side
         if saved:

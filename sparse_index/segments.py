@@ -4,11 +4,16 @@ Notes §6 (Compressed ELSA demo), implemented offline:
 
 1. **Dominant factor** of item i: the signed dimension ±j* with j* = argmax_j |Â_ij| (ties: the
    lowest j), sign = sign(Â_ij*). Items sharing one form an initial group.
-2. **Latent merge** (no metadata needed). A group's latent signature is the sum of its items' rows;
-   the similarity of two groups is the cosine of their signatures (= the normalised mean ELSA
-   item-item weight between them, i.e. predicted co-consumption). Agglomerative: repeatedly merge the
-   most similar pair while its cosine is >= `latent_threshold` (default 0.5), recomputing the merged
-   signature; ties broken by the smallest (a, b) group index, so the result is deterministic.
+2. **Latent merge** (no metadata needed). A group's latent signature sig is the sum of its items'
+   rows. Two rules (`latent_rule`):
+   * `"average"` (default): the similarity of groups a, b is the *mean ELSA item-item weight* between
+     their items, sig_a·sig_b / (|a| |b|) = mean over i in a, j in b of Â_i·Â_j (predicted
+     co-consumption; average linkage). Merge while it is >= `latent_threshold` (default 0.1).
+   * `"centroid"`: the cosine of the two signatures, merge while >= `latent_threshold` (0.5 was
+     the old default). Summed signatures drift towards the popular dimensions, so at low thresholds
+     one giant segment swallows the catalogue; average linkage keeps segments balanced.
+   Agglomerative: repeatedly merge the most similar pair, recomputing the merged signature; ties
+   broken by the smallest (a, b) group index, so the result is deterministic.
 3. **Metadata merge** (optional). Each group gets a description: TF-IDF over its items' genre tokens
    and title words (term share in the group x log(1/term share in the catalogue)). Groups are merged
    agglomeratively (same procedure) while the cosine of their descriptions is >= `metadata_threshold`
@@ -178,17 +183,21 @@ def _py(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _agglomerate(vectors: list, threshold: float, gate=None) -> list:
-    """Deterministic agglomerative merging on cosine similarity of summed (sparse dict) vectors.
+def _agglomerate(vectors: list, threshold: float, gate=None, sizes=None) -> list:
+    """Deterministic agglomerative merging of summed (sparse dict) vectors.
 
     `vectors` are dicts {term: weight}; returns a list mapping each input index to a root index (the
     smallest index of its merged cluster). Repeatedly merges the most similar pair with
-    cosine >= threshold (ties: smallest (a, b)); the merged vector is the sum. `gate(a_members,
-    b_members)` can veto a merge.
+    similarity >= threshold (ties: smallest (a, b)); the merged vector is the sum. Similarity is the
+    cosine of the summed vectors, or with `sizes` (item counts per input) the average linkage
+    dot(a, b) / (size_a size_b). `gate(a_members, b_members)` can veto a merge.
     """
     n = len(vectors)
     vecs = [dict(v) for v in vectors]
-    norms = [math.sqrt(sum(w * w for w in v.values())) for v in vecs]
+    if sizes is None:
+        norms = [math.sqrt(sum(w * w for w in v.values())) for v in vecs]
+    else:
+        norms = [float(x) for x in sizes]
     postings: dict = {}
     for g, v in enumerate(vecs):
         for t in v:
@@ -229,7 +238,7 @@ def _agglomerate(vectors: list, threshold: float, gate=None) -> list:
         alive[b] = False
         members[a] = members[a] + members[b]
         members[b] = []
-        norms[a] = math.sqrt(sum(w * w for w in vecs[a].values()))
+        norms[a] = math.sqrt(sum(w * w for w in vecs[a].values())) if sizes is None else norms[a] + norms[b]
         version[a] += 1
         for c, s in sims_of(a).items():
             if alive[c] and s >= threshold - 1e-12:
@@ -334,9 +343,13 @@ class _Describer:
 
 # ---------------------------------------------------------------------------------------- building
 
-def build_segments(A, item_ids=None, metadata=None, latent_threshold: float = 0.5,
+LATENT_RULES = ("average", "centroid")
+DEFAULT_LATENT_THRESHOLD = {"average": 0.1, "centroid": 0.5}
+
+
+def build_segments(A, item_ids=None, metadata=None, latent_threshold: float | None = None,
                    metadata_threshold: float = 0.8, metadata_min_latent: float = 0.0,
-                   merge: bool = True) -> Segments:
+                   merge: bool = True, latent_rule: str = "average") -> Segments:
     """Dominant-factor groups, merged (see module doc), named, as a `Segments` partition of all items.
 
     `metadata`: an `ItemMetadata` (aligned to `item_ids` here) or None. Items with an all-zero row
@@ -347,6 +360,10 @@ def build_segments(A, item_ids=None, metadata=None, latent_threshold: float = 0.
     item_ids = normalize_ids(np.arange(n) if item_ids is None else item_ids)
     if len(item_ids) != n:
         raise InputError(f"{n} item rows but {len(item_ids)} item ids")
+    if latent_rule not in LATENT_RULES:
+        raise InputError(f"unknown latent merge rule '{latent_rule}' (choose from {', '.join(LATENT_RULES)})")
+    if latent_threshold is None:
+        latent_threshold = DEFAULT_LATENT_THRESHOLD[latent_rule]
     for name, v in (("latent_threshold", latent_threshold), ("metadata_threshold", metadata_threshold)):
         if not (np.isfinite(v) and -1.0 <= v <= 1.0 + 1e-9):
             raise InputError(f"{name} must be a cosine in [-1, 1], got {v}")
@@ -359,7 +376,8 @@ def build_segments(A, item_ids=None, metadata=None, latent_threshold: float = 0.
     # stage 1: latent merge
     lat_vecs = _group_vectors(A, groups)
     if merge and len(groups) > 1:
-        root = _agglomerate(lat_vecs, latent_threshold)
+        sizes = [len(g) for g in groups] if latent_rule == "average" else None
+        root = _agglomerate(lat_vecs, latent_threshold, sizes=sizes)
     else:
         root = list(range(len(groups)))
     clusters = _collect(root)
@@ -420,7 +438,7 @@ def build_segments(A, item_ids=None, metadata=None, latent_threshold: float = 0.
         sig_indptr.append(len(sig_dims))
     titles = meta.titles if metadata is not None else None
     names = _disambiguate(names, clusters_members(item_segment, len(names)), A, titles)
-    params = {"latent_threshold": float(latent_threshold), "metadata_threshold": float(metadata_threshold),
+    params = {"latent_rule": latent_rule, "latent_threshold": float(latent_threshold), "metadata_threshold": float(metadata_threshold),
               "metadata_min_latent": float(metadata_min_latent), "merge": bool(merge),
               "metadata": getattr(metadata, "source", None) if metadata is not None else None,
               "n_initial_groups": len(groups)}

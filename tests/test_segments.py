@@ -101,6 +101,30 @@ def test_latent_merge_recovers_clusters_and_threshold_controls_it():
     assert S.build_segments(A, latent_threshold=-1.0).n_segments < 6
 
 
+def test_average_rule_is_mean_item_item_weight_by_hand():
+    # 4 items, 3 initial groups: {0, 1} on +0, {2} on +1, {3} on +2
+    A = rownorm([[1.0, 0.5, 0.0], [1.0, 0.0, 0.2], [0.3, 1.0, 0.0], [0.0, 0.1, 1.0]])
+    W = A.astype(np.float64) @ A.T.astype(np.float64)
+    mean_01 = W[np.ix_([0, 1], [2])].mean()  # group {0,1} vs {2}
+    mean_02 = W[np.ix_([0, 1], [3])].mean()
+    mean_12 = W[2, 3]
+    assert mean_01 > max(mean_02, mean_12)
+    # just below the best pair's mean weight: exactly that pair merges (later pairs are below it)
+    t = mean_01 - 1e-6
+    assert max(mean_02, mean_12, W[np.ix_([0, 1, 2], [3])].mean()) < t
+    seg = S.build_segments(A, latent_rule="average", latent_threshold=t)
+    assert seg.n_segments == 2 and seg.item_segment[0] == seg.item_segment[1] == seg.item_segment[2] != seg.item_segment[3]
+    assert S.build_segments(A, latent_rule="average", latent_threshold=mean_01 + 1e-6).n_segments == 3
+    assert seg.params["latent_rule"] == "average" and S.build_segments(A).params["latent_threshold"] == 0.1
+    # the centroid rule compares cosines of summed rows instead
+    sig = lambda m: A[m].astype(np.float64).sum(0)
+    cos = lambda u, v: float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+    c01 = cos(sig([0, 1]), sig([2]))
+    assert S.build_segments(A, latent_rule="centroid", latent_threshold=c01 + 1e-6).n_segments == 3
+    with pytest.raises(InputError):
+        S.build_segments(A, latent_rule="nope")
+
+
 def test_merging_is_deterministic_and_permutation_invariant():
     A, truth = _clustered(seed=3)
     s1 = S.build_segments(A, latent_threshold=0.5)

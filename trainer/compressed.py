@@ -22,7 +22,7 @@ from .elsa import BatchSampler, DenseEngine, SparseEngine, check_interactions, f
 from .schedules import Phase, exponential_nnz, schedule
 
 # Use the fixed-k engine once k <= dim / SPARSE_ENGINE_RATIO (measured crossover, see bench/README.md).
-SPARSE_ENGINE_RATIO = 6
+SPARSE_ENGINE_RATIO = 8
 
 
 def topk_support(engine, k: int) -> np.ndarray:

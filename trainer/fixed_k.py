@@ -1,7 +1,6 @@
 """Autograd wrappers around the fixed-k kernels: ELSA scores from row-sparse item embeddings."""
 from __future__ import annotations
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -42,9 +41,8 @@ class _ScoresT(torch.autograd.Function):
         g = np.ascontiguousarray(grad_y_t.numpy())
         u_np = np.ascontiguousarray(u_t.numpy())
         grad_vals = torch.from_numpy(kernels.scores_t_grad_vals(ctx.cols, u_np, g))
-        grad_u = torch.from_numpy(
-            kernels.scores_t_grad_u(ctx.cols, vals.numpy(), g, u_np.shape[0], numba.get_num_threads())
-        )
+        ptr, order = kernels.transpose_cols(ctx.cols, u_np.shape[0])
+        grad_u = torch.from_numpy(kernels.scores_t_grad_u(ptr, order, np.ascontiguousarray(vals.numpy()), g))
         return grad_vals, None, grad_u
 
 

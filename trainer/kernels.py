@@ -71,24 +71,41 @@ def scores_t_grad_vals(cols, u_t, grad_y_t):
     return out
 
 
-@nb.njit(parallel=True, cache=True, fastmath=True)
-def scores_t_grad_u(cols, vals, grad_y_t, d, n_chunks):
-    """dL/dUᵀ[j] = sum over (o, t) with cols[o, t] == j of vals[o, t] * dYᵀ[o].
+@nb.njit(cache=True)
+def transpose_cols(cols, d):
+    """Counting sort of the (row, slot) entries by dimension: (ptr (d+1), flat entry ids o*k + t)."""
+    flat = cols.ravel()
+    ptr = np.zeros(d + 1, dtype=np.int64)
+    for c in flat:
+        ptr[c + 1] += 1
+    for j in range(d):
+        ptr[j + 1] += ptr[j]
+    fill = ptr[:-1].copy()
+    order = np.empty(len(flat), dtype=np.int64)
+    for f in range(len(flat)):
+        c = flat[f]
+        order[fill[c]] = f
+        fill[c] += 1
+    return ptr, order
 
-    Parallel over chunks of batch columns, so threads never write the same memory.
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
+def scores_t_grad_u(ptr, order, vals, grad_y_t):
+    """dL/dUᵀ[j] = sum over entries (o, t) with cols[o, t] == j of vals[o, t] * dYᵀ[o].
+
+    Dimension-parallel over the transposed entries (`transpose_cols`): each output row is written once.
     """
-    n_out, k = cols.shape
+    d = len(ptr) - 1
+    k = vals.shape[1]
     b = grad_y_t.shape[1]
+    flat_vals = vals.ravel()
     out = np.zeros((d, b), dtype=np.float32)
-    step = (b + n_chunks - 1) // n_chunks
-    for ch in nb.prange(n_chunks):
-        c0 = ch * step
-        c1 = min(b, c0 + step)
-        for o in range(n_out):
-            g = grad_y_t[o]
-            for t in range(k):
-                v = vals[o, t]
-                dst = out[cols[o, t]]
-                for c in range(c0, c1):
-                    dst[c] += v * g[c]
+    for j in nb.prange(d):
+        dst = out[j]
+        for p in range(ptr[j], ptr[j + 1]):
+            f = order[p]
+            v = flat_vals[f]
+            g = grad_y_t[f // k]
+            for c in range(b):
+                dst[c] += v * g[c]
     return out

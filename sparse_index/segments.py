@@ -14,7 +14,7 @@ Notes §6 (Compressed ELSA demo), implemented offline:
      one giant segment swallows the catalogue; average linkage keeps segments balanced.
    Agglomerative: repeatedly merge the most similar pair, recomputing the merged signature; ties
    broken by the smallest (a, b) group index, so the result is deterministic.
-3. **Metadata merge** (optional). Each group gets a description: TF-IDF over its items' genre tokens
+3. **Metadata merge** (optional; replaces the latent merge). Each initial group gets a description: TF-IDF over its items' genre tokens
    and title words (term share in the group x log(1/term share in the catalogue)). Groups are merged
    agglomeratively (same procedure) while the cosine of their descriptions is >= `metadata_threshold`
    (default 0.8) *and* their latent cosine is > `metadata_min_latent` (default 0.0, i.e. they must
@@ -373,9 +373,10 @@ def build_segments(A, item_ids=None, metadata=None, latent_threshold: float | No
     groups = [np.flatnonzero(keys == k) for k in uniq]  # sorted by (dim, sign): deterministic
     group_factor = [(int(k // 2), -1 if k % 2 else 1) for k in uniq]
 
-    # stage 1: latent merge
+    # stage 1: latent merge (without metadata only: with metadata, as in the paper, the initial groups
+    # are described and merged by their descriptions -- latent pre-merging mixes genres into them)
     lat_vecs = _group_vectors(A, groups)
-    if merge and len(groups) > 1:
+    if merge and metadata is None and len(groups) > 1:
         sizes = [len(g) for g in groups] if latent_rule == "average" else None
         root = _agglomerate(lat_vecs, latent_threshold, sizes=sizes)
     else:

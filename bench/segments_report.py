@@ -1,16 +1,24 @@
 """Segments report on MovieLens-100K: genre purity vs random segments, and homepage hit rate.
 
-    python -m bench.segments_report --embeddings EMB.npz [--metadata ml-100k.item.gz] \
-        [--interactions ml-100k.inter.gz --min-rating 4 --n-test 200 --seed 42] [--layout rows=5,items=10]
+    spidx train ml-100k.inter.gz --rating-col 2 --min-rating 4 --test-users 200 --seed 42 \
+        --dim 256 --nnz 32,16 --out ce_d256_k{k}.npz            # likewise --dim 512, 1024
+    python -m bench.segments_report --embeddings ce_d1024_k16.npz ce_d256_k16.npz ... \
+        [--metadata ml-100k.item.gz] [--n-test 200 --seed 42 --min-rating 4] [--layout rows=5,items=10]
 
-`--embeddings` is a spidx embeddings file or index trained on the *training users* of
-`make_split(X, n_test, seed)` (strong generalisation: the held-out users below were never trained on;
-pass the same --n-test/--seed/--min-rating as the training run). Without --embeddings, `--proxy`
-builds a torch-free stand-in on the training users (rank-r truncated SVD, varimax-rotated, row-wise
-top-k, renormalised) -- for development only.
+`--embeddings` are spidx embeddings files or indexes trained on the *training users* of
+`make_split(X, n_test, seed)` (`spidx train --test-users N --seed S` makes the same split; the
+held-out users below were never trained on). The first file is the one the homepage hit rate is
+measured on; purity is reported for every file. `--train` trains Compressed ELSA here instead
+(`trainer.compressed.train_compressed_elsa`, --dim/--nnz); `--proxy` builds a torch-free
+development stand-in (truncated SVD, varimax-rotated, row-wise top-k).
 
 Purity = share of items carrying their segment's most common genre (item-weighted); the random
 baseline shuffles items over segments of exactly the same sizes (`--draws` draws, mean ± sd).
+Variants: initial dominant-factor groups; the two embeddings-only merge rules (centroid: cosine of
+summed rows >= 0.5; average: mean ELSA item-item weight >= 0.1, the default); the metadata merge on
+top (genres + title words: partly circular, it merges on the genres purity is scored on); and the
+metadata merge with *title words only* (genres held out, so its genre purity is not by construction);
+the metadata merges start from the initial groups (no latent merge first).
 Homepage hit rate: for each held-out user (fold-in history -> 20 % held-out targets), the items shown
 by the layout (first row + segment rows) vs the plain top-M list with M = the number of items the
 layout showed for that user (same total).
@@ -64,29 +72,38 @@ def proxy_embeddings(X_train: sp.csr_matrix, rank: int = 128, k: int = 16, seed:
     return sp.csr_matrix(M)
 
 
-def purity_rows(A, ids, genres, meta, args) -> list:
-    configs = [
+def _titles_only(meta):
+    """The metadata with genres removed: merging and naming see title words only."""
+    from sparse_index.metadata import ItemMetadata
+
+    return ItemMetadata(meta.item_ids, meta.titles, [[] for _ in meta.titles], meta.source + " (titles only)")
+
+
+def variants(args, meta) -> list:
+    """(label, build_segments kwargs, metadata) of every reported variant."""
+    return [
         ("initial groups (no merge)", dict(merge=False), None),
-        (f"latent merge (cos >= {args.latent_threshold})", dict(latent_threshold=args.latent_threshold), None),
-        (f"latent + metadata merge (desc cos >= {args.metadata_threshold})",
+        ("centroid merge (cos of summed rows >= 0.5)", dict(latent_rule="centroid", latent_threshold=0.5), None),
+        (f"average merge (mean Â_i·Â_j >= {args.latent_threshold:g}; default)",
+         dict(latent_rule="average", latent_threshold=args.latent_threshold), None),
+        (f"metadata merge of the initial groups, genres + titles (desc cos >= {args.metadata_threshold:g}; circular)",
          dict(latent_threshold=args.latent_threshold, metadata_threshold=args.metadata_threshold), meta),
+        (f"metadata merge of the initial groups, titles only (genres held out)",
+         dict(latent_threshold=args.latent_threshold, metadata_threshold=args.metadata_threshold), _titles_only(meta)),
     ]
+
+
+def purity_rows(A, ids, genres, meta, args) -> list:
     out = []
-    for label, kw, md in configs:
+    for label, kw, md in variants(args, meta):
         seg = S.build_segments(A, ids, md, **kw)
         sizes = seg.sizes()
         p = S.genre_purity(seg.item_segment, genres)
         r = S.random_purity(seg.item_segment, genres, draws=args.draws, seed=args.seed)
-        big = np.isin(seg.item_segment, np.flatnonzero(sizes >= 5))
-        sub = seg.item_segment[big]
-        g_sub = [genres[i] for i in np.flatnonzero(big)]
-        p5 = S.genre_purity(sub, g_sub) if big.any() else float("nan")
-        r5 = S.random_purity(sub, g_sub, draws=args.draws, seed=args.seed) if big.any() else np.array([np.nan, np.nan])
         out.append(dict(label=label, seg=seg, n=seg.n_segments, covered=int((seg.item_segment >= 0).sum()),
                         max=int(sizes.max()), median=float(np.median(sizes)), singletons=int((sizes == 1).sum()),
                         purity=p, rand_mean=float(r.mean()), rand_sd=float(r.std(ddof=1)) if len(r) > 1 else 0.0,
-                        ratio=p / float(r.mean()), p5=p5, r5=float(r5.mean()), r5sd=float(r5.std(ddof=1)),
-                        items5=int(big.sum())))
+                        ratio=p / float(r.mean())))
     return out
 
 
@@ -126,15 +143,65 @@ def hit_rates(A, seg, folds, layout) -> dict:
     return out
 
 
+def load_sources(args, inter, split) -> list:
+    """[(label, A aligned to the interaction columns, source text)] for every embeddings source."""
+    from sparse_index.ids import IdMap
+
+    out = []
+    if args.embeddings:
+        for path in args.embeddings:
+            A, ids = S.load_item_matrix(path)
+            info = ""
+            if path.endswith(".npz"):
+                from sparse_index.embeddings import load_embeddings
+
+                m = load_embeddings(path).meta
+                cfg = m.get("config", {})
+                info = (f" ({m.get('model')}, d={m.get('d', cfg.get('dim'))}, k={m.get('k', cfg.get('nnz'))}, "
+                        f"test_users={cfg.get('test_users')}, seed={cfg.get('seed')}, "
+                        f"train users={m.get('data', {}).get('train_users')})")
+            out.append((f"d={A.shape[1]}, k={int(round(S.as_csr(A).nnz / max(A.shape[0], 1)))}", A, ids, path + info))
+    elif args.train:
+        from trainer.compressed import train_compressed_elsa
+
+        t1 = time.time()
+        A = S.as_csr(train_compressed_elsa(split.train, dim=args.dim, targets=(args.nnz,), epochs=10, batch_size=256,
+                                           lr=0.1, seed=args.seed, progress=False)[args.nnz])
+        src = (f"Compressed ELSA trained here on the {split.train.shape[0]} training users (d={args.dim}, k={args.nnz}, "
+               f"exponential schedule with restarting, 10 epochs, batch 256, lr 0.1, seed {args.seed}; {time.time() - t1:.0f} s)")
+        if args.save_embeddings:
+            from sparse_index.embeddings import save_embeddings
+
+            save_embeddings(args.save_embeddings, A, inter.item_ids, {"model": "compressed-elsa", "dim": args.dim, "k": args.nnz,
+                                                                      "train_users": f"make_split(n_test={args.n_test}, seed={args.seed}).train"})
+        out.append((f"d={args.dim}, k={args.nnz}", A, inter.item_ids, src))
+    else:
+        A = S.as_csr(proxy_embeddings(split.train, args.proxy_rank, args.proxy_k))
+        out.append((f"proxy r={args.proxy_rank}, k={args.proxy_k}", A, inter.item_ids,
+                    f"proxy: SVD rank {args.proxy_rank} + varimax, row top-{args.proxy_k} (training users)"))
+    aligned = []
+    for label, A, ids, src in out:
+        pos = IdMap(ids).lookup(inter.item_ids)
+        missing = int((pos < 0).sum())
+        if missing:
+            print(f"warning: {label}: {missing} interaction items have no embedding row; they get empty rows", file=sys.stderr)
+        A_al = S.as_csr(S.as_csr(A)[np.where(pos >= 0, pos, 0)])
+        if missing:
+            A_al = S.as_csr(sp.diags((pos >= 0).astype(np.float32)) @ A_al)
+        aligned.append((label, A_al, src))
+    return aligned
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--embeddings", help="spidx embeddings .npz or index file trained on the training users")
+    ap.add_argument("--embeddings", nargs="+", help="spidx embeddings .npz / index files trained on the training users "
+                                                    "(the first one is used for the homepage hit rate)")
     ap.add_argument("--proxy", action="store_true", help="no --embeddings: build the SVD+varimax top-k stand-in")
     ap.add_argument("--train", action="store_true",
                     help="no --embeddings: train Compressed ELSA (trainer.compressed, exponential + restarting, "
                          "10 epochs, batch 256, lr 0.1) on the split's training users first")
-    ap.add_argument("--dim", type=int, default=4096, help="--train: d")
-    ap.add_argument("--nnz", type=int, default=32, help="--train: k")
+    ap.add_argument("--dim", type=int, default=1024, help="--train: d")
+    ap.add_argument("--nnz", type=int, default=16, help="--train: k")
     ap.add_argument("--save-embeddings", help="--train: also save the trained embeddings here")
     ap.add_argument("--proxy-rank", type=int, default=128)
     ap.add_argument("--proxy-k", type=int, default=16)
@@ -145,61 +212,26 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int, default=200)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--layout", default="rows=5,items=10")
-    ap.add_argument("--latent-threshold", type=float, default=0.5)
+    ap.add_argument("--latent-threshold", type=float, default=S.DEFAULT_LATENT_THRESHOLD["average"])
     ap.add_argument("--metadata-threshold", type=float, default=0.8)
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--out", help="write the markdown report here")
     ap.add_argument("--json", help="write the raw numbers here")
     args = ap.parse_args(argv)
     if not args.embeddings and not args.proxy and not args.train:
-        ap.error("give --embeddings EMB.npz, or --train, or --proxy (development stand-in)")
+        ap.error("give --embeddings EMB.npz ..., or --train, or --proxy (development stand-in)")
     t0 = time.time()
     inter = read_interactions(args.interactions, rating_col=int(args.rating_col) if args.rating_col.isdigit() else args.rating_col,
                               min_rating=args.min_rating)
     split = make_split(inter.matrix, n_test=args.n_test, n_val=0, seed=args.seed)
-    emb_meta = {}
-    if args.embeddings:
-        A, ids = S.load_item_matrix(args.embeddings)
-        if args.embeddings.endswith(".npz"):
-            from sparse_index.embeddings import load_embeddings
-
-            emb_meta = load_embeddings(args.embeddings).meta
-        source = args.embeddings
-    elif args.train:
-        from trainer.compressed import train_compressed_elsa
-
-        t1 = time.time()
-        A = S.as_csr(train_compressed_elsa(split.train, dim=args.dim, targets=(args.nnz,), epochs=10, batch_size=256,
-                                           lr=0.1, seed=args.seed, progress=False)[args.nnz])
-        ids = inter.item_ids
-        source = (f"Compressed ELSA trained here on the {split.train.shape[0]} training users (d={args.dim}, k={args.nnz}, "
-                  f"exponential schedule with restarting, 10 epochs, batch 256, lr 0.1, seed {args.seed}; {time.time() - t1:.0f} s)")
-        if args.save_embeddings:
-            from sparse_index.embeddings import save_embeddings
-
-            save_embeddings(args.save_embeddings, A, ids, {"model": "compressed-elsa", "dim": args.dim, "k": args.nnz,
-                                                           "train_users": f"make_split(n_test={args.n_test}, seed={args.seed}).train"})
-    else:
-        A = S.as_csr(proxy_embeddings(split.train, args.proxy_rank, args.proxy_k))
-        ids = inter.item_ids
-        source = f"proxy: SVD rank {args.proxy_rank} + varimax, row top-{args.proxy_k} (trained on the split's training users)"
-    # align the embedding rows to the interaction columns
-    from sparse_index.ids import IdMap
-
-    pos = IdMap(ids).lookup(inter.item_ids)
-    missing = int((pos < 0).sum())
-    if missing:
-        print(f"warning: {missing} interaction items have no embedding row; they get empty rows", file=sys.stderr)
-    rows_idx = np.where(pos >= 0, pos, 0)
-    A_al = S.as_csr(A[rows_idx])
-    if missing:
-        A_al = S.as_csr(sp.diags((pos >= 0).astype(np.float32)) @ A_al)
+    sources = load_sources(args, inter, split)
     meta = read_item_metadata(args.metadata)
     genres = meta.align(inter.item_ids).genres
     layout = S.parse_layout(args.layout)
 
-    pur = purity_rows(A_al, inter.item_ids, genres, meta, args)
-    hits = {p["label"]: hit_rates(A_al, p["seg"], split.test, layout) for p in pur[1:]}
+    pur = {label: purity_rows(A, inter.item_ids, genres, meta, args) for label, A, _ in sources}
+    main_label, A_main, _ = sources[0]
+    hits = {p["label"]: hit_rates(A_main, p["seg"], split.test, layout) for p in pur[main_label][2:4]}
     elapsed = time.time() - t0
 
     cmd = "python -m bench.segments_report " + " ".join(a if " " not in a else repr(a) for a in (argv or sys.argv[1:]))
@@ -207,23 +239,23 @@ def main(argv=None) -> int:
     lines = [
         "# Segments on MovieLens-100K: genre purity and homepage hit rate", "",
         f"Command: `{cmd}`", "",
-        f"- Embeddings: {source}" + (f" (meta: {json.dumps({k: v for k, v in emb_meta.items() if isinstance(v, (str, int, float))})})" if emb_meta else ""),
+        "- Embeddings: " + "; ".join(f"**{label}**: {src}" for label, _, src in sources),
         f"- Data: {args.interactions}, ratings >= {args.min_rating:g} as positives: {inter.n_users} users x {inter.n_items} items, "
-        f"{inter.matrix.nnz} interactions; item matrix {A_al.shape[0]} x {A_al.shape[1]}, "
-        f"{A_al.nnz / max(A_al.shape[0], 1):.1f} nnz/row",
+        f"{inter.matrix.nnz} interactions",
         f"- Split: make_split(n_test={args.n_test}, seed={args.seed}); purity random baseline: {args.draws} draws",
         f"- Metadata: {args.metadata} (genres from `class`, words from titles)", "",
         "## Genre purity", "",
         "Purity = share of items that carry their segment's most common genre (item-weighted). Random = the same "
-        "segment sizes with items shuffled (mean ± sd). Every item is in exactly one segment (covered column).", "",
-        "| segments | n | covered | largest | median size | singletons | purity | random | ratio | purity, segments >= 5 items | random (>= 5) | ratio (>= 5) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "segment sizes with items shuffled (mean ± sd over the draws). Every item is in exactly one segment "
+        "(covered column). *circular*: the merge used the genres purity is scored on.", "",
+        "| embeddings | segments | n | covered | largest | median size | singletons | purity | random | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for p in pur:
-        lines.append(f"| {p['label']} | {p['n']} | {p['covered']}/{A_al.shape[0]} | {p['max']} | {p['median']:g} | {p['singletons']} | "
-                     f"{p['purity']:.3f} | {p['rand_mean']:.3f} ± {p['rand_sd']:.3f} | **{p['ratio']:.2f}x** | "
-                     f"{p['p5']:.3f} ({p['items5']} items) | {p['r5']:.3f} ± {p['r5sd']:.3f} | {p['p5'] / p['r5']:.2f}x |")
-    lines += ["", f"## Homepage hit rate (layout {args.layout}: up to {n_total} items)", "",
+    for label, rows in pur.items():
+        for p in rows:
+            lines.append(f"| {label} | {p['label']} | {p['n']} | {p['covered']}/{inter.n_items} | {p['max']} | {p['median']:g} | "
+                         f"{p['singletons']} | {p['purity']:.3f} | {p['rand_mean']:.3f} ± {p['rand_sd']:.3f} | **{p['ratio']:.2f}x** |")
+    lines += ["", f"## Homepage hit rate ({main_label}; layout {args.layout}: up to {n_total} items)", "",
               "Held-out users (never trained on), fold-in history -> 20 % held-out targets. Layout = first row "
               "'Recommended for you' + segment rows (no repeats, no seen items); plain = top-M list with M = the "
               "number of items the layout showed to that user.", "",
@@ -233,12 +265,14 @@ def main(argv=None) -> int:
         lines.append(f"| {label} | {h['users']} | {h['shown']:.1f} | {h['seg_rows']:.2f} | {h['layout_hits']:.3f} | {h['plain_hits']:.3f} | "
                      f"{h['layout_hr']:.3f} | {h['plain_hr']:.3f} | {h['layout_recall']:.3f} | {h['plain_recall']:.3f} | "
                      f"{h['layout_coverage']} | {h['plain_coverage']} |")
-    seg_m = pur[2]["seg"]
-    lines += ["", "## Largest segments (latent + metadata merge)", "", "| # | size | name | description | examples |", "|---|---|---|---|---|"]
     titles = meta.align(inter.item_ids).titles
-    for r in seg_m.to_rows(examples=4, A=A_al)[:15]:
-        ex = "; ".join(titles[i] for i in S.IdMap(inter.item_ids).lookup(np.asarray(r["examples"])) if i >= 0)
-        lines.append(f"| {r['segment']} | {r['size']} | {r['name']} | {r['description']} | {ex} |")
+    for k, head in ((2, "average merge, no metadata"), (3, "metadata merge, genres + titles")):
+        seg_m = pur[main_label][k]["seg"]
+        lines += ["", f"## Largest segments ({main_label}, {head})", "",
+                  "| # | size | name | description | examples |", "|---|---|---|---|---|"]
+        for r in seg_m.to_rows(examples=4, A=A_main)[:10]:
+            ex = "; ".join(titles[i] for i in S.IdMap(inter.item_ids).lookup(np.asarray(r["examples"])) if i >= 0)
+            lines.append(f"| {r['segment']} | {r['size']} | {r['name']} | {r['description']} | {ex} |")
     lines += ["", f"_Generated in {elapsed:.0f} s._", ""]
     text = "\n".join(lines)
     print(text)
@@ -248,7 +282,8 @@ def main(argv=None) -> int:
             f.write(text)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"purity": [{k: v for k, v in p.items() if k != "seg"} for p in pur], "hits": hits}, f, indent=1)
+            json.dump({"purity": {label: [{k: v for k, v in p.items() if k != "seg"} for p in rows]
+                                  for label, rows in pur.items()}, "hits": hits}, f, indent=1)
     return 0
 
 

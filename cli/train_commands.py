@@ -81,8 +81,11 @@ def train(interactions, out, quiet, **kw):
         shape = "x".join(map(str, emb.shape))
         per_row = f", {emb.matrix.nnz / emb.shape[0]:.0f} nnz/row" if emb.is_sparse else ""
         click.echo(f"wrote {path}: {cfg.model} {shape}{per_row}, trained in {emb.meta['train_seconds']:.1f}s")
-        for entry in emb.meta["validation"][-1:]:
-            click.echo("validation: " + ", ".join(f"{m}={v:.4f}" for m, v in entry.items() if m in METRICS))
+        selected = emb.meta.get("selected") or {}
+        if selected:
+            chosen = ", ".join(f"{p}={selected[p]}" for p in ("lambda", "epoch") if p in selected)
+            click.echo(f"validation{' (' + chosen + ')' if chosen else ''}: "
+                       + ", ".join(f"{m}={selected[m]:.4f}" for m in METRICS))
 
 
 @click.command()

@@ -94,7 +94,7 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
             if best is None or entry.get("ndcg@100", 0) > best[0].get("ndcg@100", 0):
                 best = (entry, B)
         matrix = best[1] if cfg.nnz is None else prune_rows(best[1], cfg.nnz)
-        meta.update(d=int(matrix.shape[1]), k=cfg.nnz, lam=best[0]["lambda"])
+        meta.update(d=int(matrix.shape[1]), k=cfg.nnz, lam=best[0]["lambda"], selected=best[0])
     elif cfg.model == "elsa":
         best = {"ndcg@100": -1.0, "epoch": cfg.epochs}
 
@@ -113,7 +113,7 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
                             progress, on_epoch=on_epoch, logs=logs)
         if val:
             matrix = best.pop("embeddings")
-        meta.update(d=cfg.dim, k=None, best_epoch=best["epoch"],
+        meta.update(d=cfg.dim, k=None, best_epoch=best["epoch"], selected=history[best["epoch"] - 1] if val else {},
                     epoch_seconds=[round(log.seconds, 3) for log in logs])
     else:
         phases = []
@@ -125,7 +125,8 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
         out = {}
         for k, matrix in result.items():
             val_metrics = [evaluate_scorer(lambda h: elsa_scores(matrix, h), val)] if val else []
-            out[k] = Embeddings(matrix, data.item_ids, {**meta, "k": k, "validation": val_metrics})
+            out[k] = Embeddings(matrix, data.item_ids, {**meta, "k": k, "validation": val_metrics,
+                                                        "selected": val_metrics[0] if val else {}})
         return out
     meta["train_seconds"] = round(time.perf_counter() - t0, 2)
     meta["validation"] = history

@@ -39,6 +39,7 @@ def _register():
 
     for module in (train_commands, index_commands, segment_commands):
         module.register(main)
+    from . import bench_commands; bench_commands.register(main)  # noqa: E702
 
 
 _register()

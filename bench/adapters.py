@@ -1,0 +1,101 @@
+"""Thin adapters between the benchmark and the project's trainer / index.
+
+Everything the benchmark needs from `trainer` and `sparse_index.index` goes through these few
+functions, so an API change there is fixed in one place. Optional keyword arguments (such as the
+trainer's `max_output` for sampled training) are passed only when the callee accepts them.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def _call(fn, *args, **kwargs):
+    """Call `fn`, dropping keyword arguments it does not accept (and None-valued optional ones)."""
+    params = inspect.signature(fn).parameters
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    kw = {k: v for k, v in kwargs.items() if (accepts_any or k in params)}
+    return fn(*args, **kw)
+
+
+# ---- trainer ---------------------------------------------------------------------------------------
+
+def train_dense(X: sp.csr_matrix, dim: int, epochs: int, batch_size: int, lr: float, seed: int,
+                max_output: int | None = None, progress: bool = True) -> np.ndarray:
+    """Dense ELSA: Â (items x dim, float32, unit rows)."""
+    from trainer.elsa import train_elsa
+
+    kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+    if max_output is not None:
+        kw["max_output"] = max_output
+    A = _call(train_elsa, X, dim, **kw)
+    return np.ascontiguousarray(A, dtype=np.float32)
+
+
+def train_compressed(X: sp.csr_matrix, dim: int, targets: tuple, schedule: str, rewind: bool, epochs: int,
+                     batch_size: int, lr: float, seed: int, max_output: int | None = None,
+                     progress: bool = True) -> dict:
+    """Compressed ELSA, one gradual-pruning trajectory: {k: CSR Â with exactly k nnz per row}."""
+    from trainer.compressed import train_compressed_elsa
+
+    kw = dict(dim=dim, targets=tuple(int(t) for t in targets), rewind=rewind, epochs=epochs,
+              batch_size=batch_size, lr=lr, seed=seed, progress=progress)
+    params = inspect.signature(train_compressed_elsa).parameters
+    kw["schedule_name" if "schedule_name" in params else "schedule"] = schedule
+    if max_output is not None:
+        kw["max_output"] = max_output
+    out = _call(train_compressed_elsa, X, **kw)
+    return {int(k): sp.csr_matrix(v, dtype=np.float32) for k, v in out.items()}
+
+
+def fit_ease(X: sp.csr_matrix, lam: float) -> np.ndarray:
+    from trainer.ease import fit_ease as _fit
+
+    return _fit(X, lam)
+
+
+def prune_rows(B: np.ndarray, k: int) -> sp.csr_matrix:
+    from trainer.ease import prune_rows as _prune
+
+    return sp.csr_matrix(_prune(B, k), dtype=np.float32)
+
+
+# ---- index -----------------------------------------------------------------------------------------
+
+def build_index(A: sp.csr_matrix, values: str = "f32"):
+    """Our exact inverted index over a CSR item matrix (values 'f32', 'f16' or 'i8')."""
+    from sparse_index.index import SparseIndex
+
+    return SparseIndex.from_embeddings(sp.csr_matrix(A, dtype=np.float32), np.arange(A.shape[0]), values=values)
+
+
+def index_recommend(index, H: sp.csr_matrix, k: int) -> np.ndarray:
+    """Top-k item positions (seen items excluded), -1 padded."""
+    return np.asarray(index.recommend(H, k, exclude_seen=True).positions)
+
+
+def index_nbytes(index) -> int:
+    return int(index.nbytes)
+
+
+def index_breakdown(index) -> dict:
+    return {k: int(v) for k, v in index.memory_breakdown().items()}
+
+
+def topk_sparsify(A: np.ndarray, k: int) -> sp.csr_matrix:
+    """Row-wise top-k by magnitude, rows renormalised to unit L2 norm (post-hoc sparsification)."""
+    try:
+        from sparse_index.index import topk_sparsify as _tk
+
+        m = sp.csr_matrix(_tk(A, k), dtype=np.float32)
+    except ImportError:  # pragma: no cover - fallback if the index module moves it
+        n, d = A.shape
+        idx = np.argpartition(-np.abs(A), k - 1, axis=1)[:, :k]
+        idx.sort(axis=1)
+        vals = np.take_along_axis(A, idx, axis=1)
+        m = sp.csr_matrix((vals.ravel(), idx.ravel(), np.arange(n + 1) * k), shape=(n, d), dtype=np.float32)
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ m, dtype=np.float32)

@@ -1,0 +1,528 @@
+"""Head-to-head compression benchmark: runner, presets and model cache.
+
+Every method runs on the same data, the same strong-generalisation split and the same held-out
+users, at matched budgets in bytes per item (paper accounting: 4·r for dense float32, 8·k for k
+non-zeros); see bench/README.md for what each method is and how bytes and speed are measured.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from sparse_index.embeddings import load_embeddings, save_embeddings
+from sparse_index.errors import InputError
+from sparse_index.interactions import read_interactions
+from sparse_index.protocol import METRICS, make_split, ranking_metrics
+
+from . import adapters
+from .methods import (DenseItemItemServed, exact_dense_topk, flat_served, index_served, seismic_available,
+                      seismic_served, sparse_rows_served)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / "data" / "gowalla.npz"
+ALL_METHODS = ("dense", "lowdim", "faiss", "posthoc", "ease", "celsa", "seismic")
+BUDGETS = (1024, 512, 256, 128, 64)
+
+
+@dataclass
+class BenchConfig:
+    data: str = str(DEFAULT_DATA)
+    preset: str = "default"
+    dataset: str = ""
+    note: str = ""
+    n_test: int = 500
+    folds: int = 1
+    seed: int = 42
+    budgets: tuple = BUDGETS
+    methods: tuple = ALL_METHODS
+    # dense ELSA (reference candidates, low-dim models, post-hoc source)
+    ref_dims: tuple = (256,)
+    dense_epochs: int = 2
+    dense_batch: int = 128
+    lr: float = 0.1
+    max_output: int | None = None
+    # Compressed ELSA / post-hoc top-k
+    sparse_dim: int = 1024
+    celsa_epochs: int = 1          # E: epochs per halving and final epochs
+    celsa_batch: int = 256
+    schedule: str = "exponential"
+    rewind: bool = True
+    celsa_values: tuple = ("f32", "f16")
+    # EASE
+    ease_lams: tuple = (100.0,)
+    ease_dense_max_items: int = 15000   # above: float32 in-place Cholesky path, pruned rows only
+    # FAISS
+    faiss_kinds: tuple = ("PQ8", "PQ4fs", "OPQ", "RaBitQ", "SQ8", "SQ4")
+    faiss_bases: tuple = ("reference", "lowdim")
+    opq_max_dim: int = 1024
+    # Seismic
+    seismic_params: dict = field(default_factory=lambda: {"centroid_fraction": 0.1, "summary_energy": 0.4,
+                                                          "heap_factor": 0.9, "query_cut": 0})
+    # timing
+    threads: int = 1
+    repeats: int = 3
+    n_single: int = 200
+    # io
+    cache_dir: str = str(REPO / ".cache" / "bench")
+    out: str = ""
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+# ---- presets ---------------------------------------------------------------------------------------
+
+def dataset_name(path: str) -> str:
+    name = Path(path).name.lower()
+    for key in ("ml-100k", "ml-1m", "gowalla"):
+        if key in name:
+            return key
+    return Path(path).stem
+
+
+def preset_config(preset: str, data: str | None = None, **overrides) -> BenchConfig:
+    """`default`: the shipped Gowalla with small settings (< 10 min on 2 cores).
+    `paper`: full schedules (d=4096, E=10) on the given data set; `tiny`: seconds, for tests."""
+    data = str(data or DEFAULT_DATA)
+    ds = dataset_name(data)
+    if preset == "default":
+        cfg = BenchConfig(
+            data=data, preset=preset, n_test=500, folds=1, ref_dims=(512,), dense_epochs=2, sparse_dim=1024,
+            celsa_epochs=1, max_output=2000 if ds == "gowalla" else None, ease_lams=(200.0,),
+            faiss_kinds=("PQ8", "PQ4fs", "RaBitQ", "SQ8", "SQ4"), opq_max_dim=256, repeats=3, n_single=100,
+            note="small settings: d=1024 for Compressed ELSA/post-hoc (E=1 epoch per halving), dense reference "
+                 "r=512, 2 epochs, sampled training (max_output=2000 on Gowalla), 500 held-out users, 1 fold; "
+                 "not the paper's settings (use --preset paper)")
+    elif preset == "paper":
+        if ds == "gowalla":
+            cfg = BenchConfig(
+                data=data, preset=preset, n_test=3000, folds=1, ref_dims=(1024, 4096), dense_epochs=10,
+                sparse_dim=4096, celsa_epochs=10, max_output=20000, ease_lams=(200.0,), repeats=3, n_single=200,
+                note="paper settings: d=4096, exponential schedule with rewinding, E=10; dense reference = best "
+                     "of r in {1024, 4096} on the test users; sampled training (max_output=20000); "
+                     "3000 held-out users, 1 fold")
+        else:
+            cfg = BenchConfig(
+                data=data, preset=preset, n_test=1000, folds=5, ref_dims=(1024, 2048, 4096), dense_epochs=10,
+                sparse_dim=4096, celsa_epochs=10, max_output=None, ease_lams=(100.0, 300.0, 1000.0), repeats=3,
+                n_single=200,
+                note="paper settings: d=4096, exponential schedule with rewinding, E=10; dense reference = best "
+                     "of r in {1024, 2048, 4096} on the test users; full output; 1000 held-out users, 5 folds")
+    elif preset == "tiny":
+        cfg = BenchConfig(
+            data=data, preset=preset, n_test=100, folds=1, budgets=(256, 64), ref_dims=(64,), dense_epochs=1,
+            sparse_dim=128, celsa_epochs=1, ease_lams=(50.0,), faiss_kinds=("PQ8", "RaBitQ", "SQ8"),
+            opq_max_dim=64, repeats=1, n_single=10,
+            note="tiny smoke settings (d=128, 1 epoch): structure only, not meaningful numbers")
+    else:
+        raise InputError(f"unknown preset '{preset}' (choose from default, paper, tiny)")
+    cfg.dataset = ds
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if not hasattr(cfg, k):
+            raise InputError(f"unknown benchmark setting '{k}'")
+        setattr(cfg, k, tuple(v) if isinstance(v, list) else v)
+    bad = set(cfg.methods) - set(ALL_METHODS)
+    if bad:
+        raise InputError(f"unknown method group(s) {', '.join(sorted(bad))} (choose from {', '.join(ALL_METHODS)})")
+    for b in cfg.budgets:
+        if b % 8 or b <= 0 or b // 8 > cfg.sparse_dim:
+            raise InputError(f"budget {b} B: must be a positive multiple of 8 with k = B/8 <= d = {cfg.sparse_dim}")
+    if not cfg.out:
+        cfg.out = str(REPO / "runs" / "bench" / f"{cfg.dataset}-{cfg.preset}")
+    return cfg
+
+
+# ---- threads ---------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def limited_threads(n: int):
+    """Run timed/served code on `n` threads (faiss OpenMP, numba); training keeps its own setting."""
+    import faiss
+    import numba
+
+    old_f, old_n = faiss.omp_get_max_threads(), numba.get_num_threads()
+    faiss.omp_set_num_threads(n)
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(old_f)
+        numba.set_num_threads(old_n)
+
+
+# ---- context: data, split, cache -------------------------------------------------------------------
+
+class Context:
+    def __init__(self, cfg: BenchConfig, log=None):
+        self.cfg = cfg
+        self.log = log or (lambda msg: None)
+        data = read_interactions(cfg.data)
+        self.data = data
+        self.X = data.matrix
+        self.fingerprint = data.fingerprint()
+        self.split = make_split(self.X, n_test=cfg.n_test, n_val=0, seed=cfg.seed, folds=cfg.folds)
+        self.train = self.split.train
+        self.n_items = self.X.shape[1]
+        self.cache = Path(cfg.cache_dir)
+        self.models: dict = {}
+        self.exact_cache: dict = {}
+
+    # cache ------------------------------------------------------------------------------------------
+    def _key(self, kind: str, params: dict) -> str:
+        blob = json.dumps({"kind": kind, "data": self.fingerprint, "n_test": self.cfg.n_test, "seed_split": self.cfg.seed,
+                           "params": params}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def cached_matrix(self, kind: str, params: dict, train_fn):
+        """Return (matrix, train_seconds, cached) for one model; trains and saves on a miss."""
+        path = self.cache / f"{kind}-{self._key(kind, params)}.npz"
+        if path.exists():
+            try:
+                emb = load_embeddings(path)
+                return emb.matrix, float(emb.meta.get("train_seconds", float("nan"))), True
+            except InputError:
+                pass
+        t0 = time.perf_counter()
+        m = train_fn()
+        secs = time.perf_counter() - t0
+        save_embeddings(path, m, np.arange(m.shape[0]), {"model": kind, "params": params, "train_seconds": secs,
+                                                          "data_fingerprint": self.fingerprint})
+        return m, secs, False
+
+    def cached_dict(self, kind: str, params: dict, keys, train_fn):
+        """Like cached_matrix for a model that yields {k: matrix} (one trajectory, several outputs)."""
+        key = self._key(kind, params)
+        paths = {k: self.cache / f"{kind}-{key}-k{k}.npz" for k in keys}
+        if all(p.exists() for p in paths.values()):
+            try:
+                out, secs = {}, float("nan")
+                for k, p in paths.items():
+                    emb = load_embeddings(p)
+                    out[k] = sp.csr_matrix(emb.matrix)
+                    secs = float(emb.meta.get("train_seconds", secs))
+                return out, secs, True
+            except InputError:
+                pass
+        t0 = time.perf_counter()
+        out = train_fn()
+        secs = time.perf_counter() - t0
+        for k, p in paths.items():
+            save_embeddings(p, out[k], np.arange(out[k].shape[0]), {"model": kind, "params": params, "k": k,
+                                                                    "train_seconds": secs,
+                                                                    "data_fingerprint": self.fingerprint})
+        return out, secs, False
+
+    # models -----------------------------------------------------------------------------------------
+    def dense_params(self, dim: int) -> dict:
+        c = self.cfg
+        return {"model": "elsa", "dim": int(dim), "epochs": c.dense_epochs, "batch_size": c.dense_batch, "lr": c.lr,
+                "seed": c.seed, "max_output": c.max_output}
+
+    def dense(self, dim: int):
+        if ("dense", dim) not in self.models:
+            p = self.dense_params(dim)
+            A, secs, cached = self.cached_matrix(
+                "elsa", p, lambda: adapters.train_dense(self.train, dim, self.cfg.dense_epochs, self.cfg.dense_batch,
+                                                        self.cfg.lr, self.cfg.seed, self.cfg.max_output,
+                                                        self.cfg.progress))
+            self.models[("dense", dim)] = (np.ascontiguousarray(A, np.float32), secs, cached, p)
+        return self.models[("dense", dim)]
+
+    def celsa_params(self) -> dict:
+        c = self.cfg
+        return {"model": "compressed_elsa", "dim": c.sparse_dim, "targets": sorted(b // 8 for b in c.budgets),
+                "schedule": c.schedule, "rewind": c.rewind, "epochs": c.celsa_epochs, "batch_size": c.celsa_batch,
+                "lr": c.lr, "seed": c.seed, "max_output": c.max_output}
+
+    def celsa(self):
+        if "celsa" not in self.models:
+            c = self.cfg
+            p = self.celsa_params()
+            ks = p["targets"]
+            out, secs, cached = self.cached_dict(
+                "celsa", p, ks, lambda: adapters.train_compressed(
+                    self.train, c.sparse_dim, tuple(ks), c.schedule, c.rewind, c.celsa_epochs, c.celsa_batch, c.lr,
+                    c.seed, c.max_output, c.progress))
+            self.models["celsa"] = (out, secs, cached, p)
+        return self.models["celsa"]
+
+    # evaluation -------------------------------------------------------------------------------------
+    def exact_rankings(self, key: str, A) -> list:
+        """Exact top-100 of uncompressed embeddings A for every fold (overlap@100 reference)."""
+        if key not in self.exact_cache:
+            self.exact_cache[key] = [exact_dense_topk(A, f.history, 100) for f in self.split.test]
+        return self.exact_cache[key]
+
+
+def evaluate_rankings(rankings: list, folds: list) -> dict:
+    totals, weights = {m: 0.0 for m in METRICS}, 0
+    for ranked, fold in zip(rankings, folds):
+        res = ranking_metrics(ranked, fold.targets)
+        w = int((np.diff(fold.targets.indptr) > 0).sum())
+        for m in METRICS:
+            totals[m] += res[m] * w
+        weights += w
+    return {m: totals[m] / max(weights, 1) for m in METRICS}
+
+
+def overlap_at(approx: list, exact: list, k: int = 100) -> float:
+    tot, n = 0.0, 0
+    for a, e in zip(approx, exact):
+        for ra, re in zip(a[:, :k], e[:, :k]):
+            re = re[re >= 0]
+            if len(re) == 0:
+                continue
+            tot += len(np.intersect1d(ra[ra >= 0], re)) / len(re)
+            n += 1
+    return tot / max(n, 1)
+
+
+def time_served(served, H: sp.csr_matrix, k: int, repeats: int, n_single: int, seed: int) -> dict:
+    """Batch: all test users at once, median over repeats. Single: one user at a time, p50/p99."""
+    batch = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        served.recommend(H, k)
+        batch.append(time.perf_counter() - t0)
+    t_batch = float(np.median(batch))
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(H.shape[0], size=min(n_single, H.shape[0]), replace=False)
+    hs = [H[int(r)] for r in rows]
+    served.recommend_one(hs[0], k)  # warm-up (JIT, caches)
+    lat = []
+    for h in hs:
+        t0 = time.perf_counter()
+        served.recommend_one(h, k)
+        lat.append(time.perf_counter() - t0)
+    lat = np.asarray(lat)
+    return {"qps_batch": H.shape[0] / t_batch, "batch_seconds": t_batch, "qps_single": 1.0 / lat.mean(),
+            "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3),
+            "n_batch_queries": int(H.shape[0]), "n_single_queries": int(len(lat))}
+
+
+# ---- runner ----------------------------------------------------------------------------------------
+
+def run_benchmark(cfg: BenchConfig, log=print) -> dict:
+    t_start = time.perf_counter()
+    ctx = Context(cfg, log)
+    c = cfg
+    log(f"data {c.data}: {ctx.X.shape[0]} users x {ctx.n_items} items, {ctx.X.nnz} interactions "
+        f"(fingerprint {ctx.fingerprint}); {c.n_test} test users, {c.folds} fold(s), train users {ctx.train.shape[0]}")
+    rows: list[dict] = []
+    folds = ctx.split.test
+    H0 = folds[0].history
+    budgets = sorted(c.budgets, reverse=True)
+
+    def evaluate(served, group_bar=None):
+        with limited_threads(c.threads):
+            # warm-up so numba/faiss one-off costs are not in the timed numbers
+            served.recommend(H0[: min(8, H0.shape[0])], 100)
+            rankings = [served.recommend(f.history, 100) for f in folds]
+            timing = time_served(served, H0, 100, c.repeats, c.n_single, c.seed)
+        metrics = evaluate_rankings(rankings, folds)
+        ov = None
+        if not served.exact and served.base is not None and served.base in base_store:
+            ov = overlap_at(rankings, ctx.exact_rankings(served.base, base_store[served.base]))
+        row = {
+            "method": served.method, "group": served.group, "budget": served.budget, "config": served.config,
+            **metrics,
+            "paper_bytes_per_item": served.paper_bytes_per_item,
+            "stored_bytes_per_item": served.stored_bytes_per_item,
+            "code_bytes_per_item": served.code_bytes_per_item,
+            "fixed_bytes": served.fixed_bytes,
+            "total_serving_bytes": served.stored_bytes,
+            "train_seconds": served.train_seconds, "build_seconds": served.build_seconds, "cached": served.cached,
+            **timing, "exact": served.exact, "overlap@100": ov,
+            "params": served.params, "seed": served.params.get("seed", c.seed), "extra": served.extra,
+        }
+        rows.append(row)
+        log(f"  {served.method:<34} {served.config:<40} nDCG@100 {metrics['ndcg@100']:.4f}  "
+            f"R@20 {metrics['recall@20']:.4f}  {served.paper_bytes_per_item:8.1f} B/item  "
+            f"{timing['qps_batch']:9.1f} q/s" + (f"  overlap {ov:.3f}" if ov is not None else ""))
+        if group_bar is not None:
+            group_bar.update(1)
+        return row
+
+    base_store: dict = {}
+
+    def bar(total, desc):
+        return tqdm(total=total, desc=desc, disable=not c.progress, leave=True, unit="step")
+
+    # 1. dense reference: best dimension on the test users (oracle choice, favours the baseline)
+    b = bar(len(c.ref_dims) + 1, "dense reference")
+    selection = {}
+    for dim in c.ref_dims:
+        A, secs, cached, p = ctx.dense(dim)
+        rk = ctx.exact_rankings(f"dense{dim}", A)
+        selection[int(dim)] = evaluate_rankings(rk, folds)["ndcg@100"]
+        base_store[f"dense{dim}"] = A
+        b.update(1)
+    ref_dim = max(selection, key=selection.get)
+    A_ref, secs, cached, p = ctx.dense(ref_dim)
+    ref_row = evaluate(flat_served(A_ref, "Dense ELSA reference (FlatIP)", "dense", None, f"ELSA r={ref_dim} f32, IndexFlatIP",
+                                   p, train_seconds=secs, cached=cached, base=f"dense{ref_dim}"), b)
+    b.close()
+    log(f"dense reference: r={ref_dim} (nDCG@100 by r: {selection})")
+
+    # 2. low-dimensional dense ELSA at the budget
+    lowdim = {}
+    if "lowdim" in c.methods or ("faiss" in c.methods and "lowdim" in c.faiss_bases):
+        b = bar(len(budgets), "low-dim dense ELSA")
+        for B in budgets:
+            r = B // 4
+            A, secs, cached, p = ctx.dense(r)
+            lowdim[r] = (A, secs, cached, p)
+            base_store[f"dense{r}"] = A
+            if "lowdim" in c.methods:
+                evaluate(flat_served(A, "Low-dim dense ELSA (FlatIP)", "lowdim", B, f"ELSA r={r} f32, IndexFlatIP", p,
+                                     train_seconds=secs, cached=cached, base=f"dense{r}"), b)
+            else:
+                b.update(1)
+        b.close()
+
+    # 3. FAISS codes on the reference and on the low-dim models
+    if "faiss" in c.methods:
+        from .faiss_methods import build_faiss, candidate_configs
+
+        bases = []
+        if "reference" in c.faiss_bases:
+            bases.append((A_ref, f"ELSA r={ref_dim}", f"dense{ref_dim}", ctx.dense(ref_dim)[3], ctx.dense(ref_dim)[1]))
+        if "lowdim" in c.faiss_bases:
+            for r, (A, secs, cached, p) in lowdim.items():
+                if r != ref_dim:
+                    bases.append((A, f"ELSA r={r}", f"dense{r}", p, secs))
+        jobs = [(base, cfgf) for base in bases
+                for cfgf in candidate_configs(base[0].shape[1], budgets, c.faiss_kinds, c.opq_max_dim, ctx.n_items)]
+        b = bar(len(jobs), "FAISS codes")
+        for (A, label, key, p, secs), fc in jobs:
+            with limited_threads(c.threads):
+                served = build_faiss(A, fc, label, key, p, c.threads)
+            served.train_seconds = secs
+            evaluate(served, b)
+            del served
+        b.close()
+
+    # 4. post-hoc top-k of a dense d-dimensional ELSA
+    if "posthoc" in c.methods:
+        A, secs, cached, p = ctx.dense(c.sparse_dim)
+        base_store[f"dense{c.sparse_dim}"] = A
+        b = bar(len(budgets), "post-hoc top-k")
+        for B in budgets:
+            k = B // 8
+            t0 = time.perf_counter()
+            Ak = adapters.topk_sparsify(A, k)
+            served = index_served(Ak, "f32", "Post-hoc top-k ELSA (our index)", "posthoc", B,
+                                  f"ELSA r={c.sparse_dim} -> top-{k}/row, f32", dict(p, k=k), train_seconds=secs,
+                                  cached=cached)
+            served.build_seconds += time.perf_counter() - t0
+            evaluate(served, b)
+        b.close()
+
+    # 5. pruned EASE
+    ease_info = {}
+    if "ease" in c.methods:
+        ks = [B // 8 for B in budgets]
+        b = bar(len(budgets) + (len(c.ease_lams) if ctx.n_items <= c.ease_dense_max_items else 0), "pruned EASE")
+        if ctx.n_items <= c.ease_dense_max_items:
+            best = None
+            for lam in c.ease_lams:
+                t0 = time.perf_counter()
+                Bm = adapters.fit_ease(ctx.train, lam)
+                secs = time.perf_counter() - t0
+                full = DenseItemItemServed(method="EASE full (reference)", group="ease", budget=None,
+                                           config=f"EASE lambda={lam:g}, dense {ctx.n_items}x{ctx.n_items}",
+                                           params={"model": "ease", "lam": lam, "seed": c.seed},
+                                           paper_bytes_per_item=4.0 * ctx.n_items, stored_bytes=int(Bm.nbytes),
+                                           n_items=ctx.n_items, train_seconds=secs, B=Bm)
+                with limited_threads(c.threads):
+                    rk = [full.recommend(f.history, 100) for f in folds]
+                nd = evaluate_rankings(rk, folds)["ndcg@100"]
+                ease_info[float(lam)] = nd
+                if best is None or nd > best[0]:
+                    best = (nd, lam, Bm, secs, full)
+                b.update(1)
+            _, lam, Bm, secs, full = best
+            evaluate(full)
+            pruned = {k: adapters.prune_rows(Bm, k) for k in ks}
+            cached = False
+            del Bm
+        else:
+            from .ease_lean import pruned_ease_lean
+
+            lam = c.ease_lams[0]
+            p = {"model": "ease_lean", "lam": lam, "ks": ks}
+
+            def fit():
+                log(f"EASE on {ctx.n_items} items: float32 in-place Cholesky inverse "
+                    f"({ctx.n_items ** 2 * 4 / 1e9:.1f} GB); this takes a while")
+                return pruned_ease_lean(ctx.train, lam, ks)
+
+            pruned, secs, cached = ctx.cached_dict("ease", p, ks, fit)
+        for B in budgets:
+            k = B // 8
+            evaluate(sparse_rows_served(pruned[k], "Pruned EASE (exact)", "ease", B, f"EASE lambda={lam:g}, top-{k}/row",
+                                        {"model": "ease", "lam": lam, "k": k, "seed": c.seed}, train_seconds=secs,
+                                        cached=cached), b)
+        b.close()
+
+    # 6. Compressed ELSA, served by our index
+    if "celsa" in c.methods or "seismic" in c.methods:
+        models, secs, cached, p = ctx.celsa()
+        if "celsa" in c.methods:
+            b = bar(len(budgets) * len(c.celsa_values), "Compressed ELSA")
+            for B in budgets:
+                k = B // 8
+                for vt in c.celsa_values:
+                    evaluate(index_served(models[k], vt, f"Compressed ELSA {vt} (our index)", "celsa", B,
+                                          f"d={c.sparse_dim}, k={k}, {c.schedule}+{'rewind' if c.rewind else 'no rewind'}, {vt}",
+                                          dict(p, k=k, values=vt), train_seconds=secs, cached=cached), b)
+            b.close()
+
+        # 7. Seismic over the same Compressed ELSA embeddings
+        if "seismic" in c.methods:
+            if not seismic_available():
+                log("seismic: pyseismic-lsr is not installed; skipped")
+            else:
+                b = bar(len(budgets), "Seismic")
+                for B in budgets:
+                    k = B // 8
+                    base_store[f"celsa{k}"] = models[k]
+                    with limited_threads(c.threads):
+                        served = seismic_served(models[k], "Seismic over Compressed ELSA", "seismic", B,
+                                                f"d={c.sparse_dim}, k={k}, approximate",
+                                                dict(p, k=k, **c.seismic_params), threads=c.threads,
+                                                train_seconds=secs, cached=cached, base=f"celsa{k}")
+                    evaluate(served, b)
+                b.close()
+
+    # speed ratios against the dense reference (same process, same threads)
+    for r in rows:
+        r["speedup_batch_vs_ref"] = r["qps_batch"] / ref_row["qps_batch"]
+        r["speedup_single_vs_ref"] = r["qps_single"] / ref_row["qps_single"]
+        r["ndcg_vs_ref"] = r["ndcg@100"] / ref_row["ndcg@100"] if ref_row["ndcg@100"] > 0 else float("nan")
+    meta = {
+        "config": c.to_dict(), "dataset": c.dataset, "data_fingerprint": ctx.fingerprint,
+        "n_users": int(ctx.X.shape[0]), "n_items": int(ctx.n_items), "n_interactions": int(ctx.X.nnz),
+        "n_train_users": int(ctx.train.shape[0]), "n_test_users": int(c.n_test),
+        "n_eval_rows": int(sum(f.history.shape[0] for f in folds)),
+        "reference_dim": int(ref_dim), "reference_selection_ndcg": selection, "ease_lambda_selection_ndcg": ease_info,
+        "seconds": time.perf_counter() - t_start, "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": c.threads,
+        "seismic_available": seismic_available(),
+    }
+    return {"meta": meta, "rows": rows}

@@ -1,0 +1,71 @@
+"""`spidx bench`: the head-to-head compression benchmark (see bench/README.md)."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+
+def _ints(s):
+    return tuple(int(x) for x in s.split(",") if x.strip()) if s else None
+
+
+def _floats(s):
+    return tuple(float(x) for x in s.split(",") if x.strip()) if s else None
+
+
+def _strs(s):
+    return tuple(x.strip() for x in s.split(",") if x.strip()) if s else None
+
+
+def register(group: click.Group) -> None:
+    @group.command("bench")
+    @click.option("--preset", type=click.Choice(["default", "paper", "tiny"]), default="default", show_default=True,
+                  help="default: shipped Gowalla, small settings (<10 min on 2 cores); paper: full schedules.")
+    @click.option("--data", type=click.Path(dir_okay=False), default=None,
+                  help="Interactions file (.npz/CSV); default: data/gowalla.npz.")
+    @click.option("--out", type=click.Path(file_okay=False), default=None,
+                  help="Folder for results.json/.csv, report.md and the plot (default runs/bench/<data>-<preset>).")
+    @click.option("--methods", default=None,
+                  help="Comma list of method groups: dense,lowdim,faiss,posthoc,ease,celsa,seismic (default: all). "
+                       "The dense reference always runs.")
+    @click.option("--budgets", default=None, help="Comma list of bytes per item (default 1024,512,256,128,64).")
+    @click.option("--n-test", type=int, default=None, help="Held-out users.")
+    @click.option("--folds", type=int, default=None, help="Folds of 20%% targets per held-out user (1-5).")
+    @click.option("--seed", type=int, default=None)
+    @click.option("--dim", "sparse_dim", type=int, default=None, help="d of Compressed ELSA and post-hoc top-k.")
+    @click.option("--ref-dims", default=None, help="Comma list of candidate dims for the dense reference.")
+    @click.option("--epochs", "celsa_epochs", type=int, default=None,
+                  help="Compressed ELSA: epochs per halving and at the target (E).")
+    @click.option("--dense-epochs", type=int, default=None)
+    @click.option("--max-output", type=int, default=None, help="Sampled training: output columns per batch.")
+    @click.option("--ease-lambda", "ease_lams", default=None, help="Comma list of EASE λ (best on test is kept).")
+    @click.option("--values", "celsa_values", default=None, help="Index value types for Compressed ELSA (f32,f16,i8).")
+    @click.option("--threads", type=int, default=None, help="Threads for serving/timing (default 1).")
+    @click.option("--repeats", type=int, default=None, help="Batch timing repeats (median).")
+    @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                  help="Trained-model cache (default .cache/bench); keyed by data fingerprint + parameters.")
+    @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
+    @click.option("--quiet", is_flag=True, help="No progress bars or log lines (the table is still printed).")
+    def bench(preset, data, out, methods, budgets, n_test, folds, seed, sparse_dim, ref_dims, celsa_epochs,
+              dense_epochs, max_output, ease_lams, celsa_values, threads, repeats, cache_dir, no_plot, quiet):
+        """Compressed ELSA + inverted index vs dense ELSA/FAISS codes, post-hoc top-k and pruned EASE at
+        matched bytes per item. Prints a Markdown table; writes JSON, CSV and a PNG plot to --out."""
+        from bench.compression import preset_config, run_benchmark
+        from bench.report import markdown, write_outputs
+
+        cfg = preset_config(
+            preset, data, out=out, methods=_strs(methods), budgets=_ints(budgets), n_test=n_test, folds=folds,
+            seed=seed, sparse_dim=sparse_dim, ref_dims=_ints(ref_dims), celsa_epochs=celsa_epochs,
+            dense_epochs=dense_epochs, max_output=max_output, ease_lams=_floats(ease_lams),
+            celsa_values=_strs(celsa_values), threads=threads, repeats=repeats, cache_dir=cache_dir,
+            progress=not quiet)
+        log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+        result = run_benchmark(cfg, log=log)
+        args = sys.argv[1:]
+        args = args[args.index("bench") + 1:] if "bench" in args else args
+        command = " ".join(["spidx bench"] + [shlex.quote(a) for a in args])
+        paths = write_outputs(result, cfg.out, command=command, plot=not no_plot)
+        click.echo(markdown(result, command))
+        log("wrote " + ", ".join(paths.values()))

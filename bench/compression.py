@@ -116,11 +116,11 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
                      "3000 held-out users, 1 fold")
         else:
             cfg = BenchConfig(
-                data=data, preset=preset, n_test=1000, folds=5, ref_dims=(1024, 2048, 4096), dense_epochs=10,
+                data=data, preset=preset, n_test=1000, folds=5, ref_dims=(1024, 4096), dense_epochs=10,
                 sparse_dim=4096, celsa_epochs=10, max_output=None, ease_lams=(100.0, 300.0, 1000.0), repeats=3,
                 n_single=200,
                 note="paper settings: d=4096, exponential schedule with rewinding, E=10; dense reference = best "
-                     "of r in {1024, 2048, 4096} on the test users; full output; 1000 held-out users, 5 folds")
+                     "of r in {1024, 4096} on the test users; full output; 1000 held-out users, 5 folds")
     elif preset == "tiny":
         cfg = BenchConfig(
             data=data, preset=preset, n_test=100, folds=1, budgets=(256, 64), ref_dims=(64,), dense_epochs=1,

@@ -94,7 +94,7 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
             if best is None or entry.get("ndcg@100", 0) > best[0].get("ndcg@100", 0):
                 best = (entry, B)
         matrix = best[1] if cfg.nnz is None else prune_rows(best[1], cfg.nnz)
-        meta.update(d=int(matrix.shape[1]), k=cfg.nnz, lam=best[0]["lambda"], selected=best[0])
+        meta.update(d=int(matrix.shape[1]), k=cfg.nnz, lam=best[0]["lambda"], selected=best[0] if val else {})
     elif cfg.model == "elsa":
         best = {"ndcg@100": -1.0, "epoch": cfg.epochs}
 

@@ -35,11 +35,10 @@ def main():
 
 
 def _register():
-    from . import index_commands, segment_commands, train_commands
+    from . import bench_commands, index_commands, segment_commands, train_commands
 
-    for module in (train_commands, index_commands, segment_commands):
+    for module in (train_commands, index_commands, segment_commands, bench_commands):
         module.register(main)
-    from . import bench_commands; bench_commands.register(main)  # noqa: E702
 
 
 _register()

@@ -160,3 +160,18 @@ def test_accuracy_on_movielens_100k(split100k, compressed100k):
     print(f"ML-100K nDCG@100: EASE {ease:.4f}, ELSA {dense:.4f}, Compressed ELSA k=32 {k32:.4f}, k=8 {k8:.4f}")
     assert ease > 0.50 and dense > 0.48
     assert k32 >= 0.95 * dense and k8 >= 0.88 * dense
+
+
+@pytest.mark.parametrize("name", ["linear", "step", "constant"])
+@pytest.mark.parametrize("rewind", [True, False])
+def test_every_schedule_trains_to_exactly_k(name, rewind):
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.random((120, 80)) < 0.1).astype(np.float32))
+    log = []
+    res = train_compressed_elsa(X, dim=64, targets=(8,), schedule_name=name, rewind=rewind, epochs=1,
+                                batch_size=32, progress=False, phase_log=log)
+    assert [e["nnz"] for e in log] == [p.nnz for p in schedule(name, 64, 8, 1)]
+    assert log[-1]["phase"] == "final k=8"
+    a = res[8]
+    assert np.all(np.diff(a.indptr) == 8)
+    assert np.allclose(np.sqrt(np.asarray(a.multiply(a).sum(1)).ravel()), 1.0, atol=1e-5)

@@ -139,18 +139,19 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     else:
         for k in targets:
             engine = DenseEngine(init)
-            for i, phase in enumerate(schedule(schedule_name, dim, k, epochs)):
+            phases = schedule(schedule_name, dim, k, epochs)
+            for i, phase in enumerate(phases):
                 if i > 0 or phase.nnz < dim:
                     engine = restart_phase(engine, init, phase.nnz, rewind, dim)
-                run_phase(engine, phase, f"{'final' if phase.nnz == k and i else 'phase'} {i}")
+                run_phase(engine, phase, f"final k={k}" if i == len(phases) - 1 else f"phase {i}")
             results[k] = engine.embeddings()
     bar.close()
-    return {k: _as_csr(results[k], k) for k in targets}
+    return {k: _as_csr(results[k]) for k in targets}
 
 
-def _as_csr(emb, k: int) -> sp.csr_matrix:
-    m = emb if sp.issparse(emb) else sp.csr_matrix(emb)
-    m = sp.csr_matrix(m, dtype=np.float32)
+def _as_csr(emb) -> sp.csr_matrix:
+    """CSR float32 with sorted indices (a dense engine's masked rows hold exact zeros off the support)."""
+    m = sp.csr_matrix(emb, dtype=np.float32)
     m.eliminate_zeros()
     m.sort_indices()
     return m

@@ -35,6 +35,8 @@ def register(group: click.Group) -> None:
     @click.option("--folds", type=int, default=None, help="Folds of 20%% targets per held-out user (1-5).")
     @click.option("--seed", type=int, default=None)
     @click.option("--dim", "sparse_dim", type=int, default=None, help="d of Compressed ELSA and post-hoc top-k.")
+    @click.option("--posthoc-dim", type=int, default=None,
+                  help="Dense ELSA dimension that post-hoc top-k sparsifies (default: --dim).")
     @click.option("--ref-dims", default=None, help="Comma list of candidate dims for the dense reference.")
     @click.option("--epochs", "celsa_epochs", type=int, default=None,
                   help="Compressed ELSA: epochs per halving and at the target (E).")
@@ -48,7 +50,7 @@ def register(group: click.Group) -> None:
                   help="Trained-model cache (default .cache/bench); keyed by data fingerprint + parameters.")
     @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
     @click.option("--quiet", is_flag=True, help="No progress bars or log lines (the table is still printed).")
-    def bench(preset, data, out, methods, budgets, n_test, folds, seed, sparse_dim, ref_dims, celsa_epochs,
+    def bench(preset, data, out, methods, budgets, n_test, folds, seed, sparse_dim, posthoc_dim, ref_dims, celsa_epochs,
               dense_epochs, max_output, ease_lams, celsa_values, threads, repeats, cache_dir, no_plot, quiet):
         """Compressed ELSA + inverted index vs dense ELSA/FAISS codes, post-hoc top-k and pruned EASE at
         matched bytes per item. Prints a Markdown table; writes JSON, CSV and a PNG plot to --out."""
@@ -57,7 +59,7 @@ def register(group: click.Group) -> None:
 
         cfg = preset_config(
             preset, data, out=out, methods=_strs(methods), budgets=_ints(budgets), n_test=n_test, folds=folds,
-            seed=seed, sparse_dim=sparse_dim, ref_dims=_ints(ref_dims), celsa_epochs=celsa_epochs,
+            seed=seed, sparse_dim=sparse_dim, posthoc_dim=posthoc_dim, ref_dims=_ints(ref_dims), celsa_epochs=celsa_epochs,
             dense_epochs=dense_epochs, max_output=max_output, ease_lams=_floats(ease_lams),
             celsa_values=_strs(celsa_values), threads=threads, repeats=repeats, cache_dir=cache_dir,
             progress=not quiet)

@@ -88,7 +88,7 @@ def variants(args, meta) -> list:
          dict(latent_rule="average", latent_threshold=args.latent_threshold), None),
         (f"metadata merge of the initial groups, genres + titles (desc cos >= {args.metadata_threshold:g}; circular)",
          dict(latent_threshold=args.latent_threshold, metadata_threshold=args.metadata_threshold), meta),
-        (f"metadata merge of the initial groups, titles only (genres held out)",
+        ("metadata merge of the initial groups, titles only (genres held out)",
          dict(latent_threshold=args.latent_threshold, metadata_threshold=args.metadata_threshold), _titles_only(meta)),
     ]
 

@@ -44,7 +44,7 @@ import scipy.sparse as sp
 
 from .atomic import atomic_path
 from .errors import InputError
-from .ids import IdMap, normalize_ids
+from .ids import normalize_ids
 
 FORMAT = "spidx-segments"
 FORMAT_VERSION = 1

@@ -2,35 +2,19 @@
 from __future__ import annotations
 
 import json
-import sys
 
-import click
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 
-from cli import index_commands
+from cli.main import main
 from sparse_index.embeddings import save_embeddings
-from sparse_index.errors import InputError
-
-
-class _Group(click.Group):
-    """Same contract as the spidx group: InputError -> one line on stderr, exit 2."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except InputError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
 
 
 @pytest.fixture(scope="module")
 def cli():
-    group = _Group()
-    index_commands.register(group)
-    return group
+    return main
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """Reading interaction files: formats, id mapping, binarisation and clear errors."""
-import gzip
 
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ import gzip
 import json
 from pathlib import Path
 
-import click
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -316,23 +315,9 @@ def test_purity_helpers():
 # ----------------------------------------------------------------------------------------------- CLI
 
 def _cli():
-    from cli import segment_commands
-    from sparse_index.errors import InputError as IE
+    from cli.main import main
 
-    class G(click.Group):
-        def invoke(self, ctx):
-            try:
-                return super().invoke(ctx)
-            except IE as e:
-                click.echo(f"error: {e}", err=True)
-                raise SystemExit(2)
-
-    @click.group(cls=G)
-    def grp():
-        pass
-
-    segment_commands.register(grp)
-    return grp
+    return main
 
 
 def test_cli_segments_homepage_explain(tmp_path):

@@ -6,12 +6,11 @@ import torch
 
 from sparse_index.protocol import evaluate_scorer, make_split
 from trainer.compressed import make_engine, restart_phase, topk_support, train_compressed_elsa
-from trainer.ease import ease_scores, fit_ease, prune_rows
+from trainer.ease import ease_scores, fit_ease
 
-from trainer.elsa import Batch, BatchSampler, DenseEngine, batch_loss, elsa_scores, train_elsa, xavier_uniform
+from trainer.elsa import BatchSampler, DenseEngine, batch_loss, elsa_scores, train_elsa, xavier_uniform
 from trainer.fixed_k import elsa_raw_scores
 from trainer.schedules import schedule
-
 
 def _random_rows(n_items, dim, k, seed=0):
     rng = np.random.default_rng(seed)
@@ -19,11 +18,9 @@ def _random_rows(n_items, dim, k, seed=0):
     vals = torch.tensor(rng.standard_normal((n_items, k)), dtype=torch.float32)
     return cols, vals
 
-
 def _dense(cols, vals, dim):
     n, k = cols.shape
     return torch.zeros(n, dim).index_put((torch.arange(n)[:, None].expand(n, k), torch.from_numpy(cols).long()), vals)
-
 
 @pytest.mark.parametrize("out_rows", [None, np.array([3, 7, 7, 10, 49])])
 def test_fixed_k_scores_and_gradient_match_dense_oracle(out_rows):
@@ -44,7 +41,6 @@ def test_fixed_k_scores_and_gradient_match_dense_oracle(out_rows):
     assert torch.allclose(y, y_ref, atol=1e-5)
     assert torch.allclose(got_grad, vals.grad, atol=1e-4)
 
-
 @pytest.mark.parametrize("max_output", [None, 30])
 def test_sparse_and_dense_engines_agree(max_output):
     """The fixed-k engine computes the same loss and gradient as the masked dense engine."""
@@ -64,7 +60,6 @@ def test_sparse_and_dense_engines_agree(max_output):
     assert torch.allclose(sparse.vals.grad, dense_grad_at_support, atol=1e-6)
     assert torch.all(dense.weight.grad * (1 - dense.mask) == 0)  # pruned entries get no gradient
 
-
 def test_sampled_batches_hold_batch_items_then_negatives():
     X = sp.csr_matrix(np.eye(40, dtype=np.float32)[:10] + np.eye(40, k=5, dtype=np.float32)[:10])
     batch = next(BatchSampler(X, 4, 12, np.random.default_rng(0)).epoch())
@@ -73,7 +68,6 @@ def test_sampled_batches_hold_batch_items_then_negatives():
     assert len(batch.out_items) == 12 and len(set(batch.out_items)) == 12
     assert np.array_equal(batch.target.numpy()[:, : batch.n_positive], batch.rows[:, pos].toarray())
     assert batch.target.numpy()[:, batch.n_positive:].sum() == 0
-
 
 def test_exponential_schedule_matches_authors_sequence():
     phases = schedule("exponential", 4096, 16, epochs=10)
@@ -86,7 +80,6 @@ def test_exponential_schedule_matches_authors_sequence():
     assert schedule("exponential", 4096, 128, 10)[-2].nnz == 137
     assert len(schedule("exponential", 4096, 8, 10)) == 81
 
-
 def test_other_schedules():
     lin = schedule("linear", 4096, 16, 10)
     assert [p.nnz for p in lin[:3]] == [4096, 4038, 3980] and len(lin) == 72 and lin[-1].nnz == 16
@@ -94,7 +87,6 @@ def test_other_schedules():
     step = schedule("step", 4096, 16, 10)
     assert [p.nnz for p in step] == [4096, 1024, 512, 256, 128, 64, 32, 16] and {p.epochs for p in step} == {10}
     assert [(p.nnz, p.epochs) for p in schedule("constant", 4096, 16, 10)] == [(16, 10)]
-
 
 def test_rewinding_restores_initial_values_on_the_surviving_support():
     torch.manual_seed(0)
@@ -112,11 +104,9 @@ def test_rewinding_restores_initial_values_on_the_surviving_support():
     assert all(set(r) <= set(s) for r, s in zip(deeper.cols, nxt.cols))
     assert np.array_equal(topk_support(deeper, 3), deeper.cols)
 
-
 @pytest.fixture(scope="module")
 def split100k(ml100k):
     return make_split(ml100k.matrix, 200, 0, seed=42)
-
 
 @pytest.fixture(scope="module")
 def compressed100k(split100k):
@@ -124,7 +114,6 @@ def compressed100k(split100k):
     res = train_compressed_elsa(split100k.train, dim=256, targets=(32, 8), epochs=3, batch_size=128,
                                 seed=1, progress=False, phase_log=log)
     return res, log
-
 
 def test_pruned_rows_have_exactly_k_nonzeros_and_unit_norm(compressed100k):
     res, log = compressed100k
@@ -135,19 +124,16 @@ def test_pruned_rows_have_exactly_k_nonzeros_and_unit_norm(compressed100k):
     assert [e["nnz"] for e in finals] == [32, 8] and all(e["epochs"] == 3 for e in finals)
     assert any(e["engine"] == "sparse" for e in log) and log[0]["engine"] == "dense"
 
-
 def test_one_trajectory_equals_a_separate_run_for_the_first_target(split100k, compressed100k):
     alone = train_compressed_elsa(split100k.train, dim=256, targets=(32,), epochs=3, batch_size=128, seed=1,
                                   progress=False)
     a, b = alone[32], compressed100k[0][32]
     assert np.array_equal(a.indices, b.indices) and np.allclose(a.data, b.data, atol=1e-6)
 
-
 def test_training_is_seeded(split100k):
     a = train_elsa(split100k.train, 32, epochs=1, batch_size=256, seed=5, progress=False)
     b = train_elsa(split100k.train, 32, epochs=1, batch_size=256, seed=5, progress=False)
     assert np.array_equal(a, b)
-
 
 def test_accuracy_on_movielens_100k(split100k, compressed100k):
     """Held-out nDCG@100 on ML-100K: EASE and dense ELSA are strong; Compressed ELSA keeps most of it."""
@@ -160,7 +146,6 @@ def test_accuracy_on_movielens_100k(split100k, compressed100k):
     print(f"ML-100K nDCG@100: EASE {ease:.4f}, ELSA {dense:.4f}, Compressed ELSA k=32 {k32:.4f}, k=8 {k8:.4f}")
     assert ease > 0.50 and dense > 0.48
     assert k32 >= 0.95 * dense and k8 >= 0.88 * dense
-
 
 @pytest.mark.parametrize("name", ["linear", "step", "constant"])
 @pytest.mark.parametrize("rewind", [True, False])

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from sparse_index.errors import InputError
 
 from .elsa import BatchSampler, DenseEngine, SparseEngine, check_interactions, fit, xavier_uniform
-from .schedules import Phase, exponential_nnz, schedule
+from .schedules import Phase, schedule
 
 # Use the fixed-k engine once k <= dim / SPARSE_ENGINE_RATIO (measured crossover, see bench/README.md).
 SPARSE_ENGINE_RATIO = 8

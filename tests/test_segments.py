@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from sparse_index import segments as S
 from sparse_index.embeddings import save_embeddings
 from sparse_index.errors import InputError
+from sparse_index.ids import IdMap
 from sparse_index.metadata import read_item_metadata
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
@@ -384,7 +385,7 @@ def test_cli_query_layout_dispatches_to_homepage(tmp_path):
     # same data as the layout code called directly, and as the `homepage` alias
     A2, ids2 = S.load_item_matrix(idx)
     seg = S.load_segments(S.segments_path(idx))
-    hist = S.IdMap(ids2).lookup(np.array([1, 3, 5, 12]))
+    hist = IdMap(ids2).lookup(np.array([1, 3, 5, 12]))
     direct = segment_commands.layout_data(A2, ids2, seg, np.sort(hist), S.parse_layout("rows=3,items=4"))
     assert page["rows"] == json.loads(json.dumps(direct["rows"]))
     alias = r.invoke(spidx, ["homepage", str(idx), "--items", "1,3,5,12", "--layout", "rows=3,items=4", "--json"])

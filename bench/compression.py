@@ -101,12 +101,15 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
     ds = dataset_name(data)
     if preset == "default":
         cfg = BenchConfig(
-            data=data, preset=preset, n_test=500, folds=1, ref_dims=(512,), dense_epochs=2, sparse_dim=1024,
-            celsa_epochs=1, max_output=2000 if ds == "gowalla" else None, ease_lams=(200.0,),
-            faiss_kinds=("PQ8", "PQ4fs", "RaBitQ", "SQ8", "SQ4"), opq_max_dim=256, repeats=3, n_single=100,
-            note="small settings: d=1024 for Compressed ELSA/post-hoc (E=1 epoch per halving), dense reference "
-                 "r=512, 2 epochs, sampled training (max_output=2000 on Gowalla), 500 held-out users, 1 fold; "
-                 "not the paper's settings (use --preset paper)")
+            data=data, preset=preset, n_test=500, folds=1, ref_dims=(256,), dense_epochs=1, sparse_dim=512,
+            celsa_epochs=1, max_output=1000, ease_lams=(200.0,),
+            methods=tuple(m for m in ALL_METHODS if m != "ease") if ds == "gowalla" else ALL_METHODS,
+            faiss_kinds=("PQ8", "RaBitQ", "SQ8", "SQ4"), opq_max_dim=256, repeats=3, n_single=100,
+            note="small settings: d=512 for Compressed ELSA/post-hoc (1 epoch per halving), dense reference "
+                 "r=256, 1 epoch, sampled training (max_output=1000), 500 held-out users, 1 fold"
+                 + ("; pruned EASE omitted (its 41k x 41k inverse takes tens of minutes on 2 cores: add "
+                    "--methods ...,ease or use --preset paper)" if ds == "gowalla" else "")
+                 + "; not the paper's settings (use --preset paper)")
     elif preset == "paper":
         if ds == "gowalla":
             cfg = BenchConfig(

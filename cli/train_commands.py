@@ -95,17 +95,20 @@ def train(interactions, out, quiet, **kw):
 @click.option("--seed", type=int, default=None, help="Default: as the model was trained.")
 @click.option("--folds", type=click.IntRange(1, 5), default=1, show_default=True,
               help="Rotate the held-out fifth of each test user's items over this many folds.")
+@click.option("--values", type=click.Choice(["f32", "f16", "i8"]), default=None,
+              help="Rank with the inverted index built with these values (the accuracy actually served).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write metrics as JSON.")
 @interaction_options
-def evaluate(embeddings, interactions, test_users, seed, folds, json_out, **kw):
+def evaluate(embeddings, interactions, test_users, seed, folds, values, json_out, **kw):
     """Held-out Recall@20, Recall@50 and nDCG@100 of trained EMBEDDINGS on INTERACTIONS."""
     from trainer.pipeline import evaluate_embeddings
 
     emb = load_embeddings(embeddings)
     data = load_interactions(interactions, **pop_interaction_options(kw))
-    metrics = evaluate_embeddings(emb, data, test_users, seed, folds)
+    metrics = evaluate_embeddings(emb, data, test_users, seed, folds, values)
     meta = emb.meta
     label = f"{meta.get('model', '?')} d={meta.get('d')}" + (f" k={meta['k']}" if meta.get("k") else "")
+    label += f" (index, {values} values)" if values else ""
     click.echo("| model | " + " | ".join(METRICS) + " |")
     click.echo("|---|" + "---|" * len(METRICS))
     click.echo(f"| {label} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
@@ -113,7 +116,7 @@ def evaluate(embeddings, interactions, test_users, seed, folds, json_out, **kw):
         from sparse_index.atomic import atomic_path
 
         with atomic_path(json_out) as tmp, open(tmp, "w") as f:
-            json.dump({"embeddings": embeddings, "interactions": interactions, "folds": folds, "model": label,
+            json.dump({"embeddings": embeddings, "interactions": interactions, "folds": folds, "values": values, "model": label,
                        "metrics": metrics}, f, indent=2)
 
 

@@ -140,13 +140,18 @@ def rank_dense(score_fn: Callable[[sp.csr_matrix], np.ndarray], history: sp.csr_
     return np.vstack(out) if out else np.empty((0, depth), np.int64)
 
 
-def evaluate_scorer(score_fn, folds: list, batch_size: int = 1024) -> dict:
-    """Average the metrics of a dense scorer over the folds (each fold weighted by its user count)."""
+def evaluate_ranker(rank_fn: Callable[[sp.csr_matrix], np.ndarray], folds: list) -> dict:
+    """Average the metrics of `rank_fn(history) -> top-100 item indices` over the folds (weighted by users)."""
     totals, weights = {m: 0.0 for m in METRICS}, 0
     for fold in folds:
-        res = ranking_metrics(rank_dense(score_fn, fold.history, 100, batch_size), fold.targets)
+        res = ranking_metrics(rank_fn(fold.history), fold.targets)
         w = int((np.diff(fold.targets.indptr) > 0).sum())
         for m in METRICS:
             totals[m] += res[m] * w
         weights += w
     return {m: totals[m] / max(weights, 1) for m in METRICS}
+
+
+def evaluate_scorer(score_fn, folds: list, batch_size: int = 1024) -> dict:
+    """`evaluate_ranker` for a dense scorer (users x items scores); seen items are excluded."""
+    return evaluate_ranker(lambda h: rank_dense(score_fn, h, 100, batch_size), folds)

@@ -70,3 +70,15 @@ def test_evaluate_refuses_a_model_trained_on_every_user(tmp_path, ml100k_path):
     assert CliRunner().invoke(main, ["train", str(ml100k_path), "--out", str(out), "--model", "ease"]).exit_code == 0
     r = CliRunner().invoke(main, ["evaluate", str(out), str(ml100k_path)])
     assert r.exit_code == 2 and "trained on every user" in r.output
+
+
+def test_served_index_accuracy_equals_the_model_and_f16_is_close(trained, ml100k_path, tmp_path):
+    emb = str(trained).replace("{k}", "16")
+    results = {}
+    for values in (None, "f32", "f16"):
+        out = tmp_path / f"{values}.json"
+        args = ["evaluate", emb, str(ml100k_path), "--json", str(out)] + (["--values", values] if values else [])
+        assert CliRunner().invoke(main, args).exit_code == 0
+        results[values] = json.loads(out.read_text())["metrics"]
+    assert results["f32"] == pytest.approx(results[None], abs=1e-9)  # the index is exact
+    assert abs(results["f16"]["ndcg@100"] - results[None]["ndcg@100"]) < 0.002

@@ -9,7 +9,7 @@ import numpy as np
 from sparse_index.embeddings import Embeddings
 from sparse_index.errors import InputError
 from sparse_index.interactions import Interactions
-from sparse_index.protocol import evaluate_scorer, make_split
+from sparse_index.protocol import evaluate_ranker, evaluate_scorer, make_split
 
 from .compressed import train_compressed_elsa
 from .ease import ease_scores, fit_ease, prune_rows
@@ -134,8 +134,12 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
 
 
 def evaluate_embeddings(emb: Embeddings, data: Interactions, test_users: int | None = None,
-                        seed: int | None = None, folds: int = 1) -> dict:
-    """Held-out metrics of a trained model on the test users it was trained without."""
+                        seed: int | None = None, folds: int = 1, served_values: str | None = None) -> dict:
+    """Held-out metrics of a trained model on the test users it was trained without.
+
+    With `served_values` (f32/f16/i8) a sparse model is ranked by the inverted index built with those
+    values, i.e. the accuracy actually served.
+    """
     cfg = emb.meta.get("config", {})
     test_users = cfg.get("test_users", 0) if test_users is None else test_users
     seed = cfg.get("seed", 42) if seed is None else seed
@@ -149,4 +153,11 @@ def evaluate_embeddings(emb: Embeddings, data: Interactions, test_users: int | N
                          "(its held-out users would not be held out)")
     trained_val = cfg.get("val_users", 0)
     split = make_split(data.matrix, test_users, trained_val, seed, folds=folds)
-    return evaluate_scorer(scorer(emb), split.test)
+    if served_values is None:
+        return evaluate_scorer(scorer(emb), split.test)
+    if emb.meta.get("model") == "ease" or not emb.is_sparse:
+        raise InputError("--values evaluates the inverted index: it needs sparse ELSA embeddings")
+    from sparse_index.index import SparseIndex
+
+    index = SparseIndex.from_embeddings(emb.matrix, emb.item_ids, values=served_values)
+    return evaluate_ranker(lambda h: index.recommend(h, k=100).positions, split.test)

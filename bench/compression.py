@@ -531,3 +531,37 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         "seismic_available": seismic_available(),
     }
     return {"meta": meta, "rows": rows}
+
+
+def import_compressed(cfg: BenchConfig, files: dict, source: str = "") -> list:
+    """Seed the cache with Compressed ELSA matrices trained elsewhere (e.g. by `spidx train --model
+    compressed-elsa` with the same split and parameters), so the benchmark does not train them again.
+
+    `files` maps k -> spidx embeddings file. The files must cover every target of `cfg`, hold exactly k
+    non-zeros per row and the data set's items in the same order. Returns the cache paths written.
+    """
+    ctx = Context(cfg)
+    p = ctx.celsa_params()
+    missing = sorted(set(p["targets"]) - set(int(k) for k in files))
+    if missing:
+        raise InputError(f"no file for target(s) {missing}")
+    key = ctx._key("celsa", p)
+    written = []
+    for k in p["targets"]:
+        emb = load_embeddings(files[k])
+        m = sp.csr_matrix(emb.matrix)
+        if m.shape != (ctx.n_items, p["dim"]):
+            raise InputError(f"{files[k]}: shape {m.shape}, expected {(ctx.n_items, p['dim'])}")
+        if not np.array_equal(np.asarray(emb.item_ids).astype(str), np.asarray(ctx.data.item_ids).astype(str)):
+            raise InputError(f"{files[k]}: item ids differ from the data set's")
+        if not np.all(np.diff(m.indptr) == k):
+            raise InputError(f"{files[k]}: rows do not all have {k} non-zeros")
+        meta = emb.meta
+        secs = float(meta.get("train_seconds", float("nan")))
+        path = ctx.cache / f"celsa-{key}-k{k}.npz"
+        save_embeddings(path, m, np.arange(m.shape[0]), {
+            "model": "celsa", "params": p, "k": k, "train_seconds": secs, "data_fingerprint": ctx.fingerprint,
+            "imported_from": os.path.abspath(files[k]), "source": source,
+            "source_meta": {a: b for a, b in meta.items() if isinstance(b, (str, int, float, bool))}})
+        written.append(str(path))
+    return written

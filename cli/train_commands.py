@@ -59,7 +59,7 @@ def _nnz_list(ctx, param, value):
 @click.option("--test-users", type=int, default=0, show_default=True,
               help="Hold out this many seeded users (never trained on) for `spidx evaluate`.")
 @click.option("--val-users", type=int, default=0, show_default=True,
-              help="Hold out users for model selection (ELSA: best epoch; EASE: best lambda).")
+              help="Hold out users for model selection (ELSA, Compressed ELSA: best (final) epoch; EASE: best lambda).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @interaction_options

@@ -160,3 +160,19 @@ def test_every_schedule_trains_to_exactly_k(name, rewind):
     a = res[8]
     assert np.all(np.diff(a.indptr) == 8)
     assert np.allclose(np.sqrt(np.asarray(a.multiply(a).sum(1)).ravel()), 1.0, atol=1e-5)
+
+
+def test_selection_keeps_the_best_final_epoch():
+    rng = np.random.default_rng(1)
+    X = sp.csr_matrix((rng.random((100, 60)) < 0.1).astype(np.float32))
+    seen = []
+
+    def select(a):  # scores the final epochs 1, 2, 3 as 0.1, 0.9, 0.5
+        seen.append(a.copy())
+        return [0.1, 0.9, 0.5][len(seen) - 1]
+
+    log = []
+    res = train_compressed_elsa(X, dim=32, targets=(4,), schedule_name="constant", epochs=3, progress=False,
+                                phase_log=log, select=select)
+    assert log[-1]["best_epoch"] == 2 and log[-1]["scores"] == [0.1, 0.9, 0.5]
+    assert (res[4] != seen[1]).nnz == 0

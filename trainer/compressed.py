@@ -84,13 +84,15 @@ def restart_phase(engine, init: torch.Tensor, k: int, rewind: bool, dim: int):
 def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str = "exponential",
                           rewind: bool = True, epochs: int = 10, batch_size: int = 256, lr: float = 0.1,
                           seed: int = 42, max_output: int | None = None, progress: bool = True,
-                          phase_log: list | None = None) -> dict[int, sp.csr_matrix]:
+                          phase_log: list | None = None, select=None) -> dict[int, sp.csr_matrix]:
     """Train Compressed ELSA; returns Â (CSR, exactly k non-zeros per row, unit rows) per target k.
 
     With the exponential schedule one pruning trajectory serves every target: its first phases do
     not depend on the target, so each target branches off where its own schedule would end
     (identical to a separate run for that target, at a fraction of the cost). Other schedules
     train each target separately. `phase_log` (a list) receives one dict per phase.
+    `select(embeddings) -> float` (e.g. validation nDCG) keeps, per target, the final-phase epoch that
+    scores best instead of the last one.
     """
     X = check_interactions(X)
     targets = sorted({int(k) for k in targets}, reverse=True)
@@ -114,15 +116,29 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     bar = tqdm(total=total, desc=f"Compressed ELSA d={dim}", unit="epoch", disable=not progress)
 
     def run_phase(engine, phase: Phase, label: str):
+        """Train one phase; returns the embeddings (of the best epoch when selecting a final phase)."""
         t0 = time.perf_counter()
-        logs = fit(engine, sampler, phase.epochs, lr, desc=f"{label} k={phase.nnz}", progress=progress)
+        best = {"score": -np.inf, "epoch": phase.epochs, "embeddings": None}
+
+        def keep_best(eng, epoch_log):
+            emb = eng.embeddings()
+            score = select(emb)
+            if score > best["score"]:
+                best.update(score=score, epoch=epoch_log.epoch, embeddings=emb)
+            return {"score": score}
+
+        final = label.startswith("final")
+        logs = fit(engine, sampler, phase.epochs, lr, desc=f"{label} k={phase.nnz}", progress=progress,
+                   on_epoch=keep_best if final and select is not None else None)
         entry = {"phase": label, "nnz": phase.nnz, "epochs": phase.epochs,
                  "engine": "sparse" if isinstance(engine, SparseEngine) else "dense",
                  "seconds": time.perf_counter() - t0, "loss": logs[-1].loss}
+        if best["embeddings"] is not None:
+            entry.update(best_epoch=best["epoch"], scores=[round(e.metrics["score"], 5) for e in logs])
         log.append(entry)
         bar.update(phase.epochs)
         bar.set_postfix(k=phase.nnz, loss=f"{entry['loss']:.3e}", engine=entry["engine"])
-        return engine
+        return best["embeddings"] if best["embeddings"] is not None else engine.embeddings()
 
     results = {}
     if schedule_name == "exponential":
@@ -131,7 +147,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
             if i in branch_at:
                 k = branch_at[i]
                 final = restart_phase(engine, init, k, rewind, dim)
-                results[k] = run_phase(final, Phase(k, epochs), f"final k={k}").embeddings()
+                results[k] = run_phase(final, Phase(k, epochs), f"final k={k}")
             if phase is None or i >= max(branch_at):
                 break
             if i > 0:
@@ -144,8 +160,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
             for i, phase in enumerate(phases):
                 if i > 0 or phase.nnz < dim:
                     engine = restart_phase(engine, init, phase.nnz, rewind, dim)
-                run_phase(engine, phase, f"final k={k}" if i == len(phases) - 1 else f"phase {i}")
-            results[k] = engine.embeddings()
+                results[k] = run_phase(engine, phase, f"final k={k}" if i == len(phases) - 1 else f"phase {i}")
     bar.close()
     return {k: _as_csr(results[k]) for k in targets}
 

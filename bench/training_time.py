@@ -15,7 +15,7 @@ def phase_table(phases: list[dict]) -> str:
     lines = ["| phase | k | engine | epochs | seconds | s/epoch | loss |", "|---|---|---|---|---|---|---|"]
     for p in phases:
         lines.append(f"| {p['phase']} | {p['nnz']} | {p['engine']} | {p['epochs']} | {p['seconds']:.1f} | "
-                     f"{p['seconds'] / p['epochs']:.1f} | {p['loss']:.3e} |")
+                     f"{p['seconds'] / p['epochs']:.1f} | {p['loss']:.4g} |")
     return "\n".join(lines)
 
 

@@ -122,7 +122,7 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
         result = train_compressed_elsa(train, cfg.dim, targets, cfg.schedule, cfg.rewind, cfg.epochs,
                                        cfg.batch_size, cfg.lr, cfg.seed, cfg.max_output, progress, phases, select)
         meta.update(d=cfg.dim, schedule=cfg.schedule, rewind=cfg.rewind, train_seconds=round(time.perf_counter() - t0, 2),
-                    phases=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in p.items()} for p in phases])
+                    phases=[{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in p.items()} for p in phases])
         out = {}
         for k, matrix in result.items():
             val_metrics = [evaluate_scorer(lambda h: elsa_scores(matrix, h), val)] if val else []

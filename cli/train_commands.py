@@ -50,6 +50,8 @@ def _nnz_list(ctx, param, value):
               help="Reset surviving weights to their initial values at each pruning phase.")
 @click.option("--epochs", type=int, default=10, show_default=True, callback=positive("epochs"),
               help="ELSA epochs; Compressed ELSA epochs per halving and at the final k.")
+@click.option("--final-epochs", type=int, default=None, callback=positive("final-epochs"),
+              help="Compressed ELSA: epochs at the final k (default: --epochs). Small data sets overfit here.")
 @click.option("--batch-size", type=int, default=256, show_default=True, callback=positive("batch size"))
 @click.option("--lr", type=float, default=0.1, show_default=True, callback=positive("lr"))
 @click.option("--max-output", type=int, default=None, callback=positive("max-output"),

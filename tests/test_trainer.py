@@ -79,6 +79,8 @@ def test_exponential_schedule_matches_authors_sequence():
     assert len(schedule("exponential", 4096, 128, 10)) == 41  # 40 phases (..., 137), then k=128
     assert schedule("exponential", 4096, 128, 10)[-2].nnz == 137
     assert len(schedule("exponential", 4096, 8, 10)) == 81
+    assert schedule("exponential", 4096, 32, 10, final_epochs=2)[-1] == schedule("step", 4096, 32, 10, 2)[-1]
+    assert schedule("exponential", 4096, 32, 10, final_epochs=2)[-1].epochs == 2
 
 def test_other_schedules():
     lin = schedule("linear", 4096, 16, 10)

@@ -84,7 +84,8 @@ def restart_phase(engine, init: torch.Tensor, k: int, rewind: bool, dim: int):
 def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str = "exponential",
                           rewind: bool = True, epochs: int = 10, batch_size: int = 256, lr: float = 0.1,
                           seed: int = 42, max_output: int | None = None, progress: bool = True,
-                          phase_log: list | None = None, select=None) -> dict[int, sp.csr_matrix]:
+                          phase_log: list | None = None, select=None,
+                          final_epochs: int | None = None) -> dict[int, sp.csr_matrix]:
     """Train Compressed ELSA; returns Â (CSR, exactly k non-zeros per row, unit rows) per target k.
 
     With the exponential schedule one pruning trajectory serves every target: its first phases do
@@ -99,7 +100,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     if not targets:
         raise InputError("give at least one target nnz")
     for k in targets:
-        schedule(schedule_name, dim, k, epochs)  # validates
+        schedule(schedule_name, dim, k, epochs, final_epochs)  # validates
     log = phase_log if phase_log is not None else []
     gen = torch.Generator().manual_seed(seed)
     init = xavier_uniform(X.shape[1], dim, gen)
@@ -108,11 +109,11 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     torch.manual_seed(seed)
 
     if schedule_name == "exponential":
-        plans = {k: schedule(schedule_name, dim, k, epochs) for k in targets}
+        plans = {k: schedule(schedule_name, dim, k, epochs, final_epochs) for k in targets}
         trajectory = plans[targets[-1]][:-1]
         branch_at = {len(plans[k]) - 1: k for k in targets}
-    total = sum(p.epochs for k in targets for p in schedule(schedule_name, dim, k, epochs)) \
-        if schedule_name != "exponential" else len(trajectory) + epochs * len(targets)
+    total = sum(p.epochs for k in targets for p in schedule(schedule_name, dim, k, epochs, final_epochs)) \
+        if schedule_name != "exponential" else len(trajectory) + sum(plans[k][-1].epochs for k in targets)
     bar = tqdm(total=total, desc=f"Compressed ELSA d={dim}", unit="epoch", disable=not progress)
 
     def run_phase(engine, phase: Phase, label: str):
@@ -147,7 +148,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
             if i in branch_at:
                 k = branch_at[i]
                 final = restart_phase(engine, init, k, rewind, dim)
-                results[k] = run_phase(final, Phase(k, epochs), f"final k={k}")
+                results[k] = run_phase(final, plans[k][-1], f"final k={k}")
             if phase is None or i >= max(branch_at):
                 break
             if i > 0:
@@ -156,7 +157,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     else:
         for k in targets:
             engine = DenseEngine(init)
-            phases = schedule(schedule_name, dim, k, epochs)
+            phases = schedule(schedule_name, dim, k, epochs, final_epochs)
             for i, phase in enumerate(phases):
                 if i > 0 or phase.nnz < dim:
                     engine = restart_phase(engine, init, phase.nnz, rewind, dim)

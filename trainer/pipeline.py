@@ -28,6 +28,7 @@ class TrainConfig:
     schedule: str = "exponential"
     rewind: bool = True
     epochs: int = 10
+    final_epochs: int | None = None  # Compressed ELSA: epochs at the final k (default: epochs)
     batch_size: int = 256
     lr: float = 0.1
     seed: int = 42
@@ -120,7 +121,8 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
         targets = tuple(cfg.targets) or (cfg.nnz,)
         select = (lambda a: evaluate_scorer(lambda h: elsa_scores(a, h), val)["ndcg@100"]) if val else None
         result = train_compressed_elsa(train, cfg.dim, targets, cfg.schedule, cfg.rewind, cfg.epochs,
-                                       cfg.batch_size, cfg.lr, cfg.seed, cfg.max_output, progress, phases, select)
+                                       cfg.batch_size, cfg.lr, cfg.seed, cfg.max_output, progress, phases, select,
+                                       cfg.final_epochs)
         meta.update(d=cfg.dim, schedule=cfg.schedule, rewind=cfg.rewind, train_seconds=round(time.perf_counter() - t0, 2),
                     phases=[{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in p.items()} for p in phases])
         out = {}

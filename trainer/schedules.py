@@ -8,6 +8,8 @@ halving and n = ceil(log2(d / (2k))) halvings (the length of their `--vals` list
 - linear: k falls by step = (d - k) // (E*n) each one-epoch phase, then E epochs at k;
 - step-wise: d, d/4, d/8, ..., k, E epochs each;
 - constant: E epochs at k from the start.
+`final_epochs` (default E) sets the epochs at k: on small data sets the final phase overfits within a
+few epochs (MovieLens-1M: best validation nDCG after 2-3 epochs, see docs/results/ml1m-trainer.md).
 """
 from __future__ import annotations
 
@@ -34,17 +36,18 @@ def exponential_nnz(dim: int, phase: int, epochs: int) -> int:
     return dim if phase == 0 else int(math.floor(dim * 2.0 ** (-(phase / epochs + 1))))
 
 
-def schedule(name: str, dim: int, nnz: int, epochs: int = 10) -> list[Phase]:
+def schedule(name: str, dim: int, nnz: int, epochs: int = 10, final_epochs: int | None = None) -> list[Phase]:
     """The phases that prune rows from `dim` to `nnz` non-zeros."""
     if name not in SCHEDULES:
         raise InputError(f"unknown schedule '{name}' (choose from {', '.join(SCHEDULES)})")
     if not 0 < nnz <= dim:
         raise InputError(f"nnz must be in 1..{dim} (the dimension), got {nnz}")
-    if epochs <= 0:
+    if epochs <= 0 or (final_epochs is not None and final_epochs <= 0):
         raise InputError("epochs must be positive")
+    final = Phase(nnz, epochs if final_epochs is None else final_epochs)
     n = _halvings(dim, nnz)
     if name == "constant" or nnz == dim:
-        return [Phase(nnz, epochs)]
+        return [final]
     if name == "exponential":
         phases = [Phase(max(nnz, exponential_nnz(dim, i, epochs)), 1) for i in range(epochs * n)]
     elif name == "linear":
@@ -55,5 +58,5 @@ def schedule(name: str, dim: int, nnz: int, epochs: int = 10) -> list[Phase]:
         while k > nnz:
             stages.append(k)
             k //= 2
-        return [Phase(s, epochs) for s in stages] + [Phase(nnz, epochs)]
-    return phases + [Phase(nnz, epochs)]
+        return [Phase(s, epochs) for s in stages] + [final]
+    return phases + [final]

@@ -36,7 +36,7 @@ def train_dense(X: sp.csr_matrix, dim: int, epochs: int, batch_size: int, lr: fl
 
 def train_compressed(X: sp.csr_matrix, dim: int, targets: tuple, schedule: str, rewind: bool, epochs: int,
                      batch_size: int, lr: float, seed: int, max_output: int | None = None,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, final_epochs: int | None = None) -> dict:
     """Compressed ELSA, one gradual-pruning trajectory: {k: CSR Â with exactly k nnz per row}."""
     from trainer.compressed import train_compressed_elsa
 
@@ -46,6 +46,8 @@ def train_compressed(X: sp.csr_matrix, dim: int, targets: tuple, schedule: str, 
     kw["schedule_name" if "schedule_name" in params else "schedule"] = schedule
     if max_output is not None:
         kw["max_output"] = max_output
+    if final_epochs is not None:
+        kw["final_epochs"] = final_epochs
     out = _call(train_compressed_elsa, X, **kw)
     return {int(k): sp.csr_matrix(v, dtype=np.float32) for k, v in out.items()}
 

@@ -59,6 +59,7 @@ class BenchConfig:
     sparse_dim: int = 1024
     posthoc_dim: int | None = None  # dense model that post-hoc top-k sparsifies (None: sparse_dim)
     celsa_epochs: int = 1          # E: epochs per halving and final epochs
+    celsa_final_epochs: int | None = None  # epochs at the final k (None: E)
     celsa_batch: int = 256
     schedule: str = "exponential"
     rewind: bool = True
@@ -124,10 +125,12 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
         else:
             cfg = BenchConfig(
                 data=data, preset=preset, n_test=1000, folds=5, ref_dims=(1024, 4096), dense_epochs=10,
-                sparse_dim=4096, celsa_epochs=10, max_output=None, ease_lams=(100.0, 300.0, 1000.0), repeats=3,
-                n_single=200,
-                note="paper settings: d=4096, exponential schedule with rewinding, E=10; dense reference = best "
-                     "of r in {1024, 4096} on the test users; full output; 1000 held-out users, 5 folds")
+                sparse_dim=4096, celsa_epochs=10, celsa_final_epochs=2, max_output=None,
+                ease_lams=(100.0, 300.0, 1000.0), repeats=3, n_single=200,
+                note="paper settings: d=4096, exponential schedule with rewinding, E=10, 2 final epochs at each k "
+                     "(the final phase overfits ML-1M after 2-3 epochs on validation users, "
+                     "docs/results/ml1m-trainer.md); dense reference = best of r in {1024, 4096} on the test "
+                     "users; full output; 1000 held-out users, 5 folds")
     elif preset == "tiny":
         cfg = BenchConfig(
             data=data, preset=preset, n_test=100, folds=1, budgets=(256, 64), ref_dims=(64,), dense_epochs=1,
@@ -255,7 +258,8 @@ class Context:
         c = self.cfg
         return {"model": "compressed_elsa", "dim": c.sparse_dim, "targets": sorted(b // 8 for b in c.budgets),
                 "schedule": c.schedule, "rewind": c.rewind, "epochs": c.celsa_epochs, "batch_size": c.celsa_batch,
-                "lr": c.lr, "seed": c.seed, "max_output": c.max_output}
+                "lr": c.lr, "seed": c.seed, "max_output": c.max_output,
+                **({"final_epochs": c.celsa_final_epochs} if c.celsa_final_epochs is not None else {})}
 
     def celsa(self):
         if "celsa" not in self.models:
@@ -265,7 +269,7 @@ class Context:
             out, secs, cached = self.cached_dict(
                 "celsa", p, ks, lambda: adapters.train_compressed(
                     self.train, c.sparse_dim, tuple(ks), c.schedule, c.rewind, c.celsa_epochs, c.celsa_batch, c.lr,
-                    c.seed, c.max_output, c.progress))
+                    c.seed, c.max_output, c.progress, c.celsa_final_epochs))
             self.models["celsa"] = (out, secs, cached, p)
         return self.models["celsa"]
 

@@ -40,6 +40,8 @@ def register(group: click.Group) -> None:
     @click.option("--ref-dims", default=None, help="Comma list of candidate dims for the dense reference.")
     @click.option("--epochs", "celsa_epochs", type=int, default=None,
                   help="Compressed ELSA: epochs per halving and at the target (E).")
+    @click.option("--final-epochs", "celsa_final_epochs", type=int, default=None,
+                  help="Compressed ELSA: epochs at each target k (default: --epochs).")
     @click.option("--dense-epochs", type=int, default=None)
     @click.option("--max-output", type=int, default=None, help="Sampled training: output columns per batch.")
     @click.option("--ease-lambda", "ease_lams", default=None, help="Comma list of EASE λ (best on test is kept).")
@@ -51,7 +53,7 @@ def register(group: click.Group) -> None:
     @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
     @click.option("--quiet", is_flag=True, help="No progress bars or log lines (the table is still printed).")
     def bench(preset, data, out, methods, budgets, n_test, folds, seed, sparse_dim, posthoc_dim, ref_dims, celsa_epochs,
-              dense_epochs, max_output, ease_lams, celsa_values, threads, repeats, cache_dir, no_plot, quiet):
+              celsa_final_epochs, dense_epochs, max_output, ease_lams, celsa_values, threads, repeats, cache_dir, no_plot, quiet):
         """Compressed ELSA + inverted index vs dense ELSA/FAISS codes, post-hoc top-k and pruned EASE at
         matched bytes per item. Prints a Markdown table; writes JSON, CSV and a PNG plot to --out."""
         from bench.compression import preset_config, run_benchmark
@@ -60,7 +62,7 @@ def register(group: click.Group) -> None:
         cfg = preset_config(
             preset, data, out=out, methods=_strs(methods), budgets=_ints(budgets), n_test=n_test, folds=folds,
             seed=seed, sparse_dim=sparse_dim, posthoc_dim=posthoc_dim, ref_dims=_ints(ref_dims), celsa_epochs=celsa_epochs,
-            dense_epochs=dense_epochs, max_output=max_output, ease_lams=_floats(ease_lams),
+            celsa_final_epochs=celsa_final_epochs, dense_epochs=dense_epochs, max_output=max_output, ease_lams=_floats(ease_lams),
             celsa_values=_strs(celsa_values), threads=threads, repeats=repeats, cache_dir=cache_dir,
             progress=not quiet)
         log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))

@@ -106,11 +106,11 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
     if preset == "default":
         cfg = BenchConfig(
             data=data, preset=preset, n_test=500, folds=1, ref_dims=(256,), dense_epochs=1, sparse_dim=512,
-            celsa_epochs=1, max_output=1000, ease_lams=(200.0,), dense_batch=1024, celsa_batch=1024,
+            celsa_epochs=1, max_output=1000, ease_lams=(200.0,), dense_batch=1024, celsa_batch=256,
             methods=tuple(m for m in DEFAULT_METHODS if m != "ease") if ds == "gowalla" else DEFAULT_METHODS,
             faiss_kinds=("PQ8", "RaBitQ", "SQ8", "SQ4"), opq_max_dim=256, repeats=3, n_single=100,
             note="small settings: d=512 for Compressed ELSA/post-hoc (1 epoch per halving), dense reference "
-                 "r=256, 1 epoch, batches of 1024 users, sampled training (max_output=1000), 500 held-out users, 1 fold"
+                 "r=256, 1 epoch, batches of 1024 users (256 for Compressed ELSA), sampled training (max_output=1000), 500 held-out users, 1 fold"
                  + ("; pruned EASE omitted (its 41k x 41k inverse takes tens of minutes on 2 cores: add "
                     "--methods ...,ease or use --preset paper)" if ds == "gowalla" else "")
                  + "; not the paper's settings (use --preset paper)")

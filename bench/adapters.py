@@ -1,23 +1,12 @@
 """Thin adapters between the benchmark and the project's trainer / index.
 
 Everything the benchmark needs from `trainer` and `sparse_index.index` goes through these few
-functions, so an API change there is fixed in one place. Optional keyword arguments (such as the
-trainer's `max_output` for sampled training) are passed only when the callee accepts them.
+functions, so an API change there is fixed in one place.
 """
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import scipy.sparse as sp
-
-
-def _call(fn, *args, **kwargs):
-    """Call `fn`, dropping keyword arguments it does not accept (and None-valued optional ones)."""
-    params = inspect.signature(fn).parameters
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    kw = {k: v for k, v in kwargs.items() if (accepts_any or k in params)}
-    return fn(*args, **kw)
 
 
 # ---- trainer ---------------------------------------------------------------------------------------
@@ -27,10 +16,8 @@ def train_dense(X: sp.csr_matrix, dim: int, epochs: int, batch_size: int, lr: fl
     """Dense ELSA: Â (items x dim, float32, unit rows)."""
     from trainer.elsa import train_elsa
 
-    kw = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)
-    if max_output is not None:
-        kw["max_output"] = max_output
-    A = _call(train_elsa, X, dim, **kw)
+    A = train_elsa(X, dim, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_output=max_output,
+                   progress=progress)
     return np.ascontiguousarray(A, dtype=np.float32)
 
 
@@ -40,15 +27,9 @@ def train_compressed(X: sp.csr_matrix, dim: int, targets: tuple, schedule: str, 
     """Compressed ELSA, one gradual-pruning trajectory: {k: CSR Â with exactly k nnz per row}."""
     from trainer.compressed import train_compressed_elsa
 
-    kw = dict(dim=dim, targets=tuple(int(t) for t in targets), rewind=rewind, epochs=epochs,
-              batch_size=batch_size, lr=lr, seed=seed, progress=progress)
-    params = inspect.signature(train_compressed_elsa).parameters
-    kw["schedule_name" if "schedule_name" in params else "schedule"] = schedule
-    if max_output is not None:
-        kw["max_output"] = max_output
-    if final_epochs is not None:
-        kw["final_epochs"] = final_epochs
-    out = _call(train_compressed_elsa, X, **kw)
+    out = train_compressed_elsa(X, dim=dim, targets=tuple(int(t) for t in targets), schedule_name=schedule,
+                                rewind=rewind, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                max_output=max_output, progress=progress, final_epochs=final_epochs)
     return {int(k): sp.csr_matrix(v, dtype=np.float32) for k, v in out.items()}
 
 

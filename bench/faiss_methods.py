@@ -83,8 +83,7 @@ def candidate_configs(d: int, budgets, kinds=("PQ8", "PQ4fs", "OPQ", "RaBitQ", "
     return [c for c in out if c.kind != "RaBitQ" or best_rq[c.budget] is c]
 
 
-def build_faiss(A: np.ndarray, cfg: FaissConfig, base_label: str, base_key: str, params: dict,
-                threads: int = 1) -> FaissServed:
+def build_faiss(A: np.ndarray, cfg: FaissConfig, base_label: str, base_key: str, params: dict) -> FaissServed:
     """Train + add; decoded vectors via sa_decode of the stored codes."""
     import faiss
 

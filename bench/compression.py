@@ -296,6 +296,18 @@ def evaluate_rankings(rankings: list, folds: list) -> dict:
     return {m: totals[m] / max(weights, 1) for m in METRICS}
 
 
+def per_user_ndcg(rankings: list, folds: list) -> np.ndarray:
+    """nDCG@100 of every evaluation row with a non-empty target, all folds in order."""
+    return np.concatenate([ranking_metrics(r, f.targets, per_user=True)["ndcg@100"] for r, f in zip(rankings, folds)])
+
+
+def paired_diff_ci(a: np.ndarray, b: np.ndarray, z: float = 1.96) -> tuple:
+    """Mean of a - b over the same evaluation rows and its normal-approximation 95% interval."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return float(d.mean()), float(d.mean() - z * se), float(d.mean() + z * se)
+
+
 def overlap_at(approx: list, exact: list, k: int = 100) -> float:
     tot, n = 0.0, 0
     for a, e in zip(approx, exact):
@@ -353,6 +365,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
             served.recommend(H0[: min(8, H0.shape[0])], 100)
             timing = time_served(served, H_time, 100, c.repeats, c.n_single, c.seed)
         metrics = evaluate_rankings(rankings, folds)
+        per_user[len(rows)] = per_user_ndcg(rankings, folds)
         ov = None
         if not served.exact and served.base is not None and served.base in base_store:
             ov = overlap_at(rankings, ctx.exact_rankings(served.base, base_store[served.base]))
@@ -377,6 +390,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         return row
 
     base_store: dict = {}
+    per_user: dict = {}  # row position -> per-evaluation-row nDCG@100 (for paired intervals vs the reference)
 
     def bar(total, desc):
         return tqdm(total=total, desc=desc, disable=not c.progress, leave=True, unit="step")
@@ -527,8 +541,11 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
                     evaluate(served, b)
                 b.close()
 
-    # speed ratios against the dense reference (same process, same threads)
-    for r in rows:
+    # speed ratios against the dense reference (same process, same threads); paired nDCG difference
+    ref_pos = next(i for i, r in enumerate(rows) if r is ref_row)
+    for i, r in enumerate(rows):
+        r["ndcg_diff_vs_ref"], lo, hi = paired_diff_ci(per_user[i], per_user[ref_pos])
+        r["ndcg_diff_ci95"] = [lo, hi]
         r["speedup_batch_vs_ref"] = r["qps_batch"] / ref_row["qps_batch"]
         r["speedup_single_vs_ref"] = r["qps_single"] / ref_row["qps_single"]
         r["ndcg_vs_ref"] = r["ndcg@100"] / ref_row["ndcg@100"] if ref_row["ndcg@100"] > 0 else float("nan")

@@ -103,10 +103,11 @@ def topk_unsorted_to_sorted(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def ranking_metrics(ranked: np.ndarray, targets: sp.csr_matrix) -> dict:
+def ranking_metrics(ranked: np.ndarray, targets: sp.csr_matrix, per_user: bool = False) -> dict:
     """Mean Recall@20, Recall@50 and nDCG@100 over users with a non-empty target set.
 
-    `ranked` is (n_users, >=100) item indices, best first, -1 for padding.
+    `ranked` is (n_users, >=100) item indices, best first, -1 for padding. With `per_user`, each
+    metric is the array of values of those users instead of their mean (for paired comparisons).
     """
     targets = sp.csr_matrix(targets)
     n = ranked.shape[0]
@@ -124,6 +125,8 @@ def ranking_metrics(ranked: np.ndarray, targets: sp.csr_matrix) -> dict:
     dcg = (hits * disc[:depth]).sum(1)
     idcg = np.cumsum(disc)[np.minimum(sizes, 100) - 1]
     out["ndcg@100"] = np.where(valid, dcg / np.where(valid, idcg, 1.0), 0.0)
+    if per_user:
+        return {k: v[valid] for k, v in out.items()}
     return {k: float(v[valid].mean()) if valid.any() else float("nan") for k, v in out.items()}
 
 

@@ -61,8 +61,14 @@ def test_rows_structure_and_ranges(bench_run):
         if not r["exact"]:
             assert r["overlap@100"] is not None and 0.0 <= r["overlap@100"] <= 1.0
         assert "seed" in r and isinstance(r["params"], dict)
+        lo, hi = r["ndcg_diff_ci95"]
+        assert lo <= r["ndcg_diff_vs_ref"] <= hi, r["config"]
     ref = [r for r in rows if r["group"] == "dense"]
     assert len(ref) == 1 and abs(ref[0]["speedup_batch_vs_ref"] - 1.0) < 1e-9
+    assert ref[0]["ndcg_diff_vs_ref"] == 0.0 and ref[0]["ndcg_diff_ci95"] == [0.0, 0.0]
+    # the paired mean difference is the difference of the means (same evaluation rows)
+    for r in rows:
+        assert abs(r["ndcg_diff_vs_ref"] - (r["ndcg@100"] - ref[0]["ndcg@100"])) < 1e-9, r["config"]
     assert res["claims"], "claims section missing"
 
 

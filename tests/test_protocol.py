@@ -52,6 +52,25 @@ def test_metrics_average_over_users_with_targets_only():
     assert m["recall@20"] == pytest.approx(1.0)
 
 
+def test_per_user_metrics_are_the_values_behind_the_mean():
+    ranked, targets = _ranked([[1, 2], [3, 4], [5, 6]]), _targets([[2], [], [9, 5]])
+    per = ranking_metrics(ranked, targets, per_user=True)
+    assert per["ndcg@100"] == pytest.approx([1 / np.log2(3), 1 / (1 + 1 / np.log2(3))])  # empty target dropped
+    assert per["recall@20"] == pytest.approx([1.0, 0.5])
+    mean = ranking_metrics(ranked, targets)
+    assert mean["ndcg@100"] == pytest.approx(per["ndcg@100"].mean())
+
+
+def test_paired_difference_interval_by_hand():
+    from bench.compression import paired_diff_ci
+
+    a, b = np.array([0.5, 0.7, 0.2, 0.4]), np.array([0.4, 0.4, 0.3, 0.2])
+    d = a - b  # 0.1, 0.3, -0.1, 0.2: mean 0.125, sample sd 0.17078
+    mean, lo, hi = paired_diff_ci(a, b)
+    half = 1.96 * np.sqrt(((d - 0.125) ** 2).sum() / 3) / 2
+    assert (mean, lo, hi) == pytest.approx((0.125, 0.125 - half, 0.125 + half))
+
+
 def test_rank_dense_never_returns_seen_items():
     history = sp.csr_matrix(np.array([[1, 0, 1, 0, 0], [0, 1, 0, 0, 0]], dtype=np.float32))
     scores = np.array([[9, 8, 7, 6, 5], [1, 2, 3, 4, 5]], dtype=np.float32)

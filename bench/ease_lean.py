@@ -17,7 +17,9 @@ import scipy.sparse as sp
 def pruned_ease_lean(X: sp.csr_matrix, lam: float, ks, block: int = 1024, progress=None) -> dict:
     X = sp.csr_matrix(X, dtype=np.float32)
     n = X.shape[1]
-    G = np.asfortranarray((X.T @ X).toarray().astype(np.float32, copy=False))
+    G = (X.T @ X).toarray().astype(np.float32, copy=False)
+    # G is symmetric: its transpose is the Fortran-ordered array LAPACK wants, without a 4·n² byte copy
+    G = np.asfortranarray(G.T)
     G[np.diag_indices(n)] += np.float32(lam)
     c, info = lapack.spotrf(G, lower=0, overwrite_a=1, clean=0)
     if info != 0:

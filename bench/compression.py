@@ -68,7 +68,7 @@ class BenchConfig:
     ease_lams: tuple = (100.0,)
     ease_dense_max_items: int = 15000   # above: float32 in-place Cholesky path, pruned rows only
     # FAISS
-    faiss_kinds: tuple = ("PQ8", "PQ4fs", "OPQ", "RaBitQ", "SQ8", "SQ4")
+    faiss_kinds: tuple = ("PQ8", "PQ4", "PQ4fs", "OPQ", "RaBitQ", "SQ8", "SQ4")
     faiss_bases: tuple = ("reference", "lowdim")
     opq_max_dim: int = 1024
     # Seismic

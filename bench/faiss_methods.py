@@ -1,4 +1,4 @@
-"""FAISS compressed codes at matched budgets: PQ (8 and 4 bits), OPQ+PQ, RaBitQ, SQ8/SQ4.
+"""FAISS compressed codes at matched budgets: PQ (8 and 4 bits, 4-bit also fast-scan), OPQ+PQ, RaBitQ, SQ8/SQ4.
 
 Each configuration is trained on the item vectors of one dense ELSA model (the dense reference or a
 low-dimensional model) and assigned to the smallest budget B (bytes per item) its code fits in, with
@@ -32,7 +32,7 @@ def _code_size(factory: str, d: int) -> int:
     return int(faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT).sa_code_size())
 
 
-def candidate_configs(d: int, budgets, kinds=("PQ8", "PQ4fs", "OPQ", "RaBitQ", "SQ8", "SQ4"),
+def candidate_configs(d: int, budgets, kinds=("PQ8", "PQ4", "PQ4fs", "OPQ", "RaBitQ", "SQ8", "SQ4"),
                       opq_max_dim: int = 1024, n_train: int | None = None) -> list[FaissConfig]:
     """All configurations of the requested kinds that fit one of `budgets` for input dimension d."""
     budgets = sorted(int(b) for b in budgets)
@@ -49,6 +49,8 @@ def candidate_configs(d: int, budgets, kinds=("PQ8", "PQ4fs", "OPQ", "RaBitQ", "
         # dsub >= 2: a 1-dimensional sub-quantiser is a scalar quantiser (covered by SQ8)
         if "PQ8" in kinds and 2 * b <= d and d % b == 0:
             cands.append((f"PQ{b}x8", "PQ8"))
+        if "PQ4" in kinds and 4 * b <= d and d % (2 * b) == 0:
+            cands.append((f"PQ{2 * b}x4", "PQ4"))
         if "PQ4fs" in kinds and 4 * b <= d and d % (2 * b) == 0:
             cands.append((f"PQ{2 * b}x4fs", "PQ4fs"))
         if "OPQ" in kinds and d <= opq_max_dim and b < d and d % b == 0:
@@ -72,7 +74,8 @@ def candidate_configs(d: int, budgets, kinds=("PQ8", "PQ4fs", "OPQ", "RaBitQ", "
         b = assign(cs)
         if b is None:
             continue
-        if n_train is not None and kind in ("PQ8", "OPQ") and n_train < 256:
+        min_train = {"PQ8": 256, "OPQ": 256, "PQ4": 16}.get(kind, 0)  # k-means needs >= centroids points
+        if n_train is not None and n_train < min_train:
             continue
         out.append(FaissConfig(fac, kind, d, cs, b))
     # RaBitQ: keep only the largest bit width per budget (more bits never hurt at the same budget)
@@ -91,7 +94,7 @@ def build_faiss(A: np.ndarray, cfg: FaissConfig, base_label: str, base_key: str,
     n, d = A.shape
     t0 = time.perf_counter()
     index = faiss.index_factory(d, cfg.factory, faiss.METRIC_INNER_PRODUCT)
-    if cfg.kind in ("PQ8", "OPQ"):
+    if cfg.kind in ("PQ8", "PQ4", "OPQ"):
         # index_factory turns on polysemous training for PQ8 (a code re-ordering for Hamming
         # pre-filtering, unused by plain ADC search) which costs minutes; it does not change results.
         inner = faiss.downcast_index(index.index if cfg.kind == "OPQ" else index)

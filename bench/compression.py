@@ -285,20 +285,19 @@ class Context:
         return self.exact_cache[key]
 
 
+def per_user_metrics(rankings: list, folds: list) -> dict:
+    """Every metric for every evaluation row with a non-empty target, all folds in order."""
+    per_fold = [ranking_metrics(r, f.targets, per_user=True) for r, f in zip(rankings, folds)]
+    return {m: np.concatenate([pf[m] for pf in per_fold]) for m in METRICS}
+
+
+def mean_metrics(per_user: dict) -> dict:
+    return {m: float(v.mean()) if len(v) else float("nan") for m, v in per_user.items()}
+
+
 def evaluate_rankings(rankings: list, folds: list) -> dict:
-    totals, weights = {m: 0.0 for m in METRICS}, 0
-    for ranked, fold in zip(rankings, folds):
-        res = ranking_metrics(ranked, fold.targets)
-        w = int((np.diff(fold.targets.indptr) > 0).sum())
-        for m in METRICS:
-            totals[m] += res[m] * w
-        weights += w
-    return {m: totals[m] / max(weights, 1) for m in METRICS}
-
-
-def per_user_ndcg(rankings: list, folds: list) -> np.ndarray:
-    """nDCG@100 of every evaluation row with a non-empty target, all folds in order."""
-    return np.concatenate([ranking_metrics(r, f.targets, per_user=True)["ndcg@100"] for r, f in zip(rankings, folds)])
+    """Mean metrics over all evaluation rows (folds weighted by their rows with targets)."""
+    return mean_metrics(per_user_metrics(rankings, folds))
 
 
 def paired_diff_ci(a: np.ndarray, b: np.ndarray, z: float = 1.96) -> tuple:
@@ -364,8 +363,9 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
             # warm-up so numba/faiss one-off costs are not in the timed numbers
             served.recommend(H0[: min(8, H0.shape[0])], 100)
             timing = time_served(served, H_time, 100, c.repeats, c.n_single, c.seed)
-        metrics = evaluate_rankings(rankings, folds)
-        per_user[len(rows)] = per_user_ndcg(rankings, folds)
+        user_metrics = per_user_metrics(rankings, folds)
+        metrics = mean_metrics(user_metrics)
+        per_user[len(rows)] = user_metrics["ndcg@100"]
         ov = None
         if not served.exact and served.base is not None and served.base in base_store:
             ov = overlap_at(rankings, ctx.exact_rankings(served.base, base_store[served.base]))

@@ -95,7 +95,7 @@ def build_faiss(A: np.ndarray, cfg: FaissConfig, base_label: str, base_key: str,
     t0 = time.perf_counter()
     index = faiss.index_factory(d, cfg.factory, faiss.METRIC_INNER_PRODUCT)
     if cfg.kind in ("PQ8", "PQ4", "OPQ"):
-        # index_factory turns on polysemous training for PQ8 (a code re-ordering for Hamming
+        # index_factory turns on polysemous training for PQ (a code re-ordering for Hamming
         # pre-filtering, unused by plain ADC search) which costs minutes; it does not change results.
         inner = faiss.downcast_index(index.index if cfg.kind == "OPQ" else index)
         inner.do_polysemous_training = False

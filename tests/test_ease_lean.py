@@ -1,6 +1,5 @@
 """The memory-lean pruned EASE of the benchmark (float32 in-place Cholesky) against the trainer's float64 EASE."""
 import numpy as np
-import pytest
 import scipy.sparse as sp
 
 from bench.ease_lean import pruned_ease_lean

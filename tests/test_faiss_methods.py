@@ -1,6 +1,5 @@
 """FAISS code configurations at matched budgets: every candidate fits its budget; bytes are counted."""
 import numpy as np
-import pytest
 
 from bench.faiss_methods import build_faiss, candidate_configs
 

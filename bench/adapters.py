@@ -1,6 +1,6 @@
 """Thin adapters between the benchmark and the project's trainer / index.
 
-Everything the benchmark needs from `trainer` and `sparse_index.index` goes through these few
+Everything the benchmark needs from `spidx.trainer` and `spidx.index` goes through these few
 functions, so an API change there is fixed in one place.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import scipy.sparse as sp
 def train_dense(X: sp.csr_matrix, dim: int, epochs: int, batch_size: int, lr: float, seed: int,
                 max_output: int | None = None, progress: bool = True) -> np.ndarray:
     """Dense ELSA: Â (items x dim, float32, unit rows)."""
-    from trainer.elsa import train_elsa
+    from spidx.trainer.elsa import train_elsa
 
     A = train_elsa(X, dim, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_output=max_output,
                    progress=progress)
@@ -25,7 +25,7 @@ def train_compressed(X: sp.csr_matrix, dim: int, targets: tuple, schedule: str, 
                      batch_size: int, lr: float, seed: int, max_output: int | None = None,
                      progress: bool = True, final_epochs: int | None = None) -> dict:
     """Compressed ELSA, one gradual-pruning trajectory: {k: CSR Â with exactly k nnz per row}."""
-    from trainer.compressed import train_compressed_elsa
+    from spidx.trainer.compressed import train_compressed_elsa
 
     out = train_compressed_elsa(X, dim=dim, targets=tuple(int(t) for t in targets), schedule_name=schedule,
                                 rewind=rewind, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
@@ -34,13 +34,13 @@ def train_compressed(X: sp.csr_matrix, dim: int, targets: tuple, schedule: str, 
 
 
 def fit_ease(X: sp.csr_matrix, lam: float) -> np.ndarray:
-    from trainer.ease import fit_ease as _fit
+    from spidx.trainer.ease import fit_ease as _fit
 
     return _fit(X, lam)
 
 
 def prune_rows(B: np.ndarray, k: int) -> sp.csr_matrix:
-    from trainer.ease import prune_rows as _prune
+    from spidx.trainer.ease import prune_rows as _prune
 
     return sp.csr_matrix(_prune(B, k), dtype=np.float32)
 
@@ -49,7 +49,7 @@ def prune_rows(B: np.ndarray, k: int) -> sp.csr_matrix:
 
 def build_index(A: sp.csr_matrix, values: str = "f32"):
     """Our exact inverted index over a CSR item matrix (values 'f32', 'f16' or 'i8')."""
-    from sparse_index.index import SparseIndex
+    from spidx.index import SparseIndex
 
     return SparseIndex.from_embeddings(sp.csr_matrix(A, dtype=np.float32), np.arange(A.shape[0]), values=values)
 
@@ -70,7 +70,7 @@ def index_breakdown(index) -> dict:
 def topk_sparsify(A: np.ndarray, k: int) -> sp.csr_matrix:
     """Row-wise top-k by magnitude, rows renormalised to unit L2 norm (post-hoc sparsification)."""
     try:
-        from sparse_index.index import topk_sparsify as _tk
+        from spidx.index import topk_sparsify as _tk
 
         m = sp.csr_matrix(_tk(A, k), dtype=np.float32)
     except ImportError:  # pragma: no cover - fallback if the index module moves it

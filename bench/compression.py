@@ -20,10 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from sparse_index.embeddings import load_embeddings, save_embeddings
-from sparse_index.errors import InputError
-from sparse_index.interactions import read_interactions
-from sparse_index.protocol import METRICS, make_split, ranking_metrics
+from spidx.embeddings import load_embeddings, save_embeddings
+from spidx.errors import InputError
+from spidx.interactions import read_interactions
+from spidx.protocol import METRICS, make_split, ranking_metrics
 
 from . import adapters
 from .methods import (DenseItemItemServed, exact_dense_topk, flat_served, index_served, seismic_available,

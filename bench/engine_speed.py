@@ -1,6 +1,6 @@
 """Seconds per training batch of the dense and the fixed-k engine as k falls (same process, medians).
 
-    python -m bench.engine_speed --data ../shared/data/ml-1m-implicit/ml-1m-implicit.npz --dim 4096 \
+    python -m spidx.bench.engine_speed --data ../shared/data/ml-1m-implicit/ml-1m-implicit.npz --dim 4096 \
         --batch-size 256 --nnz 4096,1910,1024,512,256,128,32 --repeats 7
 
 The dense engine multiplies I x d matrices whatever k is; the fixed-k engine's work is O(batch x items x k).
@@ -13,9 +13,9 @@ import time
 import numpy as np
 import torch
 
-from sparse_index.interactions import read_interactions
-from trainer.compressed import topk_support
-from trainer.elsa import BatchSampler, DenseEngine, SparseEngine, batch_loss, check_interactions, xavier_uniform
+from spidx.interactions import read_interactions
+from spidx.trainer.compressed import topk_support
+from spidx.trainer.elsa import BatchSampler, DenseEngine, SparseEngine, batch_loss, check_interactions, xavier_uniform
 
 
 def seconds_per_batch(engine, batches) -> float:

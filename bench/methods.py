@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import adapters
-from sparse_index.protocol import topk_unsorted_to_sorted
+from spidx.protocol import topk_unsorted_to_sorted
 
 
 @dataclass

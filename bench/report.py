@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparse_index.atomic import atomic_path
+from spidx.atomic import atomic_path
 
 ORDER = ["dense", "lowdim", "faiss", "posthoc", "ease", "celsa", "seismic"]
 

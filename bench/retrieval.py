@@ -1,6 +1,6 @@
 """Retrieval benchmark: SparseIndex vs. scipy CSR products vs. faiss IndexFlatIP, in one process.
 
-    python -m bench.retrieval --data ../shared/data/gowalla/gowalla.npz --out runs/retrieval
+    python -m spidx.bench.retrieval --data ../shared/data/gowalla/gowalla.npz --out runs/retrieval
 
 Embeddings: post-hoc top-k (d, nnz) of a quick dense model (bench.quick_embeddings) until Compressed
 ELSA embeddings are passed with --embeddings. Queries are real user histories (seen items excluded,
@@ -20,10 +20,10 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from sparse_index import kernels
-from sparse_index.embeddings import load_embeddings
-from sparse_index.index import SparseIndex
-from sparse_index.interactions import read_interactions
+from spidx import kernels
+from spidx.embeddings import load_embeddings
+from spidx.index import SparseIndex
+from spidx.interactions import read_interactions
 
 TOP = 100
 
@@ -173,7 +173,7 @@ def main(argv=None):
         index = SparseIndex.from_embeddings(emb.matrix, emb.item_ids, nnz=args.nnz, values=args.values)
         model = f"{args.embeddings}"
     else:
-        from bench.quick_embeddings import lifted_embeddings, svd_item_factors
+        from spidx.bench.quick_embeddings import lifted_embeddings, svd_item_factors
 
         dense = lifted_embeddings(svd_item_factors(data.matrix, args.rank, seed=args.seed, power_iters=1), args.dim)
         index = SparseIndex.from_embeddings(dense, data.item_ids, nnz=args.nnz, values=args.values)

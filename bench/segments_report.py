@@ -2,14 +2,14 @@
 
     spidx train ml-100k.inter.gz --rating-col 2 --min-rating 4 --test-users 200 --seed 42 \
         --dim 256 --nnz 32,16 --out ce_d256_k{k}.npz            # likewise --dim 512, 1024
-    python -m bench.segments_report --embeddings ce_d1024_k16.npz ce_d256_k16.npz ... \
+    python -m spidx.bench.segments_report --embeddings ce_d1024_k16.npz ce_d256_k16.npz ... \
         [--metadata ml-100k.item.gz] [--n-test 200 --seed 42 --min-rating 4] [--layout rows=5,items=10]
 
 `--embeddings` are spidx embeddings files or indexes trained on the *training users* of
 `make_split(X, n_test, seed)` (`spidx train --test-users N --seed S` makes the same split; the
 held-out users below were never trained on). The first file is the one the homepage hit rate is
 measured on; purity is reported for every file. `--train` trains Compressed ELSA here instead
-(`trainer.compressed.train_compressed_elsa`, --dim/--nnz); `--proxy` builds a torch-free
+(`spidx.trainer.compressed.train_compressed_elsa`, --dim/--nnz); `--proxy` builds a torch-free
 development stand-in (truncated SVD, varimax-rotated, row-wise top-k).
 
 Purity = share of items carrying their segment's most common genre (item-weighted); the random
@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from sparse_index import segments as S
-from sparse_index.interactions import read_interactions
-from sparse_index.metadata import read_item_metadata
-from sparse_index.protocol import make_split
+from spidx import segments as S
+from spidx.interactions import read_interactions
+from spidx.metadata import read_item_metadata
+from spidx.protocol import make_split
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 
@@ -74,7 +74,7 @@ def proxy_embeddings(X_train: sp.csr_matrix, rank: int = 128, k: int = 16, seed:
 
 def _titles_only(meta):
     """The metadata with genres removed: merging and naming see title words only."""
-    from sparse_index.metadata import ItemMetadata
+    from spidx.metadata import ItemMetadata
 
     return ItemMetadata(meta.item_ids, meta.titles, [[] for _ in meta.titles], meta.source + " (titles only)")
 
@@ -145,7 +145,7 @@ def hit_rates(A, seg, folds, layout) -> dict:
 
 def load_sources(args, inter, split) -> list:
     """[(label, A aligned to the interaction columns, source text)] for every embeddings source."""
-    from sparse_index.ids import IdMap
+    from spidx.ids import IdMap
 
     out = []
     if args.embeddings:
@@ -153,7 +153,7 @@ def load_sources(args, inter, split) -> list:
             A, ids = S.load_item_matrix(path)
             info = ""
             if path.endswith(".npz"):
-                from sparse_index.embeddings import load_embeddings
+                from spidx.embeddings import load_embeddings
 
                 m = load_embeddings(path).meta
                 cfg = m.get("config", {})
@@ -162,7 +162,7 @@ def load_sources(args, inter, split) -> list:
                         f"train users={m.get('data', {}).get('train_users')})")
             out.append((f"d={A.shape[1]}, k={int(round(S.as_csr(A).nnz / max(A.shape[0], 1)))}", A, ids, path + info))
     elif args.train:
-        from trainer.compressed import train_compressed_elsa
+        from spidx.trainer.compressed import train_compressed_elsa
 
         t1 = time.time()
         A = S.as_csr(train_compressed_elsa(split.train, dim=args.dim, targets=(args.nnz,), epochs=10, batch_size=256,
@@ -170,7 +170,7 @@ def load_sources(args, inter, split) -> list:
         src = (f"Compressed ELSA trained here on the {split.train.shape[0]} training users (d={args.dim}, k={args.nnz}, "
                f"exponential schedule with restarting, 10 epochs, batch 256, lr 0.1, seed {args.seed}; {time.time() - t1:.0f} s)")
         if args.save_embeddings:
-            from sparse_index.embeddings import save_embeddings
+            from spidx.embeddings import save_embeddings
 
             save_embeddings(args.save_embeddings, A, inter.item_ids, {"model": "compressed-elsa", "dim": args.dim, "k": args.nnz,
                                                                       "train_users": f"make_split(n_test={args.n_test}, seed={args.seed}).train"})
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
                                                     "(the first one is used for the homepage hit rate)")
     ap.add_argument("--proxy", action="store_true", help="no --embeddings: build the SVD+varimax top-k stand-in")
     ap.add_argument("--train", action="store_true",
-                    help="no --embeddings: train Compressed ELSA (trainer.compressed, exponential + restarting, "
+                    help="no --embeddings: train Compressed ELSA (spidx.trainer.compressed, exponential + restarting, "
                          "10 epochs, batch 256, lr 0.1) on the split's training users first")
     ap.add_argument("--dim", type=int, default=1024, help="--train: d")
     ap.add_argument("--nnz", type=int, default=16, help="--train: k")
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     hits = {p["label"]: hit_rates(A_main, p["seg"], split.test, layout) for p in pur[main_label][2:4]}
     elapsed = time.time() - t0
 
-    cmd = "python -m bench.segments_report " + " ".join(a if " " not in a else repr(a) for a in (argv or sys.argv[1:]))
+    cmd = "python -m spidx.bench.segments_report " + " ".join(a if " " not in a else repr(a) for a in (argv or sys.argv[1:]))
     n_total = layout["rows"] * layout["items"]
     lines = [
         "# Segments on MovieLens-100K: genre purity and homepage hit rate", "",

@@ -1,6 +1,6 @@
 """Training time of a Compressed ELSA run, per phase as k falls, from the phase log in its embeddings file.
 
-    python -m bench.training_time runs/ml1m-k32.npz [--plot docs/results/training-time.png]
+    python -m spidx.bench.training_time runs/ml1m-k32.npz [--plot docs/results/training-time.png]
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import argparse
 
 import numpy as np
 
-from sparse_index.embeddings import load_embeddings
+from spidx.embeddings import load_embeddings
 
 
 def phase_table(phases: list[dict]) -> str:

@@ -56,8 +56,8 @@ def register(group: click.Group) -> None:
               celsa_final_epochs, dense_epochs, max_output, ease_lams, celsa_values, threads, repeats, cache_dir, no_plot, quiet):
         """Compressed ELSA + inverted index vs dense ELSA/FAISS codes, post-hoc top-k and pruned EASE at
         matched bytes per item. Prints a Markdown table; writes JSON, CSV and a PNG plot to --out."""
-        from bench.compression import preset_config, run_benchmark
-        from bench.report import markdown, write_outputs
+        from spidx.bench.compression import preset_config, run_benchmark
+        from spidx.bench.report import markdown, write_outputs
 
         cfg = preset_config(
             preset, data, out=out, methods=_strs(methods), budgets=_ints(budgets), n_test=n_test, folds=folds,

@@ -5,7 +5,7 @@ import functools
 
 import click
 
-from sparse_index.interactions import read_interactions
+from spidx.interactions import read_interactions
 
 
 def interaction_options(f):

@@ -8,8 +8,8 @@ import sys
 import click
 import numpy as np
 
-from sparse_index.errors import InputError
-from sparse_index.index import VALUE_TYPES, SparseIndex
+from spidx.errors import InputError
+from spidx.index import VALUE_TYPES, SparseIndex
 
 
 def _positive(ctx, param, value):
@@ -25,7 +25,7 @@ def _col(spec):
 def train_embeddings(interactions, dim: int, nnz: int, epochs: int, batch_size: int, seed: int):
     """Train Compressed ELSA (trainer package, needs torch); returns the CSR item matrix for `nnz`."""
     try:
-        from trainer.compressed import train_compressed_elsa
+        from spidx.trainer.compressed import train_compressed_elsa
     except ImportError as e:
         raise InputError(f"--interactions needs the trainer and torch, which cannot be imported ({e})") from None
     return train_compressed_elsa(interactions.matrix, dim=dim, targets=(nnz,), epochs=epochs,
@@ -55,7 +55,7 @@ def build(embeddings, interactions, out, nnz, values, dim, epochs, batch_size, s
     if embeddings is not None:
         index = SparseIndex.from_file(embeddings, nnz=nnz, values=values)
     else:
-        from sparse_index.interactions import read_interactions
+        from spidx.interactions import read_interactions
 
         data = read_interactions(interactions, user_col=_col(user_col), item_col=_col(item_col), sep=sep)
         k = 32 if nnz is None else nnz
@@ -127,7 +127,7 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
         return
     from tqdm import tqdm
 
-    from sparse_index.interactions import read_interactions
+    from spidx.interactions import read_interactions
 
     data = read_interactions(histories, user_col=_col(user_col), item_col=_col(item_col), sep=sep)
     pos = index.lookup(data.item_ids)
@@ -154,7 +154,7 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
         lines.append(json.dumps(row))
     text = "\n".join(lines) + "\n"
     if output:
-        from sparse_index.atomic import atomic_path
+        from spidx.atomic import atomic_path
 
         with atomic_path(output, suffix=".jsonl") as tmp:
             with open(tmp, "w", encoding="utf-8") as f:

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from sparse_index.errors import InputError
+from spidx.errors import InputError
 
 
 class SpidxGroup(click.Group):

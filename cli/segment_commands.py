@@ -11,8 +11,8 @@ import os
 import click
 import numpy as np
 
-from sparse_index import segments as S
-from sparse_index.errors import InputError
+from spidx import segments as S
+from spidx.errors import InputError
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -52,7 +52,7 @@ def load_context(index_path, need_segments: bool = True, metadata=None):
 
 
 def resolve_history(ids, values) -> tuple:
-    from sparse_index.ids import IdMap
+    from spidx.ids import IdMap
 
     if not values:
         raise InputError("--items: give at least one item id")
@@ -140,7 +140,7 @@ def register(group) -> None:
 def segments_cmd(index, metadata, latent_rule, latent_threshold, metadata_threshold, no_merge, show, no_save, examples, limit,
                  as_json):
     """Build (and save next to INDEX) the item segments, then list them with size, name and examples."""
-    from sparse_index.metadata import read_item_metadata
+    from spidx.metadata import read_item_metadata
 
     if examples < 0 or limit < 0:
         raise InputError("--examples and --limit must be >= 0")
@@ -184,7 +184,7 @@ def segments_cmd(index, metadata, latent_rule, latent_threshold, metadata_thresh
 def _with_titles(rows, seg, ids):
     if seg.titles is None:
         return rows
-    from sparse_index.ids import IdMap
+    from spidx.ids import IdMap
 
     m = IdMap(ids)
     for r in rows:

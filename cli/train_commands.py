@@ -5,8 +5,8 @@ import json
 
 import click
 
-from sparse_index.embeddings import load_embeddings, save_embeddings
-from sparse_index.protocol import METRICS
+from spidx.embeddings import load_embeddings, save_embeddings
+from spidx.protocol import METRICS
 
 from .common import interaction_options, load_interactions, pop_interaction_options, positive
 
@@ -67,7 +67,7 @@ def _nnz_list(ctx, param, value):
 @interaction_options
 def train(interactions, out, quiet, **kw):
     """Train item embeddings on an INTERACTIONS file (CSV/TSV/.npz) and write them to --out."""
-    from trainer.pipeline import TrainConfig, train_models  # torch is imported only here
+    from spidx.trainer.pipeline import TrainConfig, train_models  # torch is imported only here
 
     nnz = kw.pop("nnz") or ([32] if kw["model"] == "compressed-elsa" else [None])
     if len(nnz) > 1 and "{k}" not in out:
@@ -103,7 +103,7 @@ def train(interactions, out, quiet, **kw):
 @interaction_options
 def evaluate(embeddings, interactions, test_users, seed, folds, values, json_out, **kw):
     """Held-out Recall@20, Recall@50 and nDCG@100 of trained EMBEDDINGS on INTERACTIONS."""
-    from trainer.pipeline import evaluate_embeddings
+    from spidx.trainer.pipeline import evaluate_embeddings
 
     emb = load_embeddings(embeddings)
     data = load_interactions(interactions, **pop_interaction_options(kw))
@@ -115,7 +115,7 @@ def evaluate(embeddings, interactions, test_users, seed, folds, values, json_out
     click.echo("|---|" + "---|" * len(METRICS))
     click.echo(f"| {label} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
     if json_out:
-        from sparse_index.atomic import atomic_path
+        from spidx.atomic import atomic_path
 
         with atomic_path(json_out) as tmp, open(tmp, "w") as f:
             json.dump({"embeddings": embeddings, "interactions": interactions, "folds": folds, "values": values, "model": label,

@@ -19,6 +19,6 @@ def ml100k_path() -> Path:
 
 @pytest.fixture(scope="session")
 def ml100k(ml100k_path):
-    from sparse_index.interactions import read_interactions
+    from spidx.interactions import read_interactions
 
     return read_interactions(ml100k_path)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not ML100K.exists(), reason="MovieLens-100K not 
 def bench_run(tmp_path_factory):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from spidx.cli.main import main
 
     out = tmp_path_factory.mktemp("bench")
     cache = tmp_path_factory.mktemp("cache")
@@ -86,7 +86,7 @@ def test_csv_matches_json(bench_run):
 def test_cache_reused(bench_run, tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from spidx.cli.main import main
 
     out, _, args, cache = bench_run
     assert any(cache.iterdir())
@@ -103,7 +103,7 @@ def test_cache_reused(bench_run, tmp_path):
 def test_bad_method_is_an_input_error(tmp_path):
     from click.testing import CliRunner
 
-    from cli.main import main
+    from spidx.cli.main import main
 
     res = CliRunner().invoke(main, ["bench", "--preset", "tiny", "--data", str(ML100K), "--methods", "nope",
                                     "--out", str(tmp_path)])

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import main
-from sparse_index.embeddings import load_embeddings
+from spidx.cli.main import main
+from spidx.embeddings import load_embeddings
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 import numpy as np
 import scipy.sparse as sp
 
-from bench.ease_lean import pruned_ease_lean
-from trainer.ease import fit_ease, prune_rows
+from spidx.bench.ease_lean import pruned_ease_lean
+from spidx.trainer.ease import fit_ease, prune_rows
 
 
 def test_matches_trainer_ease_on_ml100k(ml100k):

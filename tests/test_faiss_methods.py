@@ -1,7 +1,7 @@
 """FAISS code configurations at matched budgets: every candidate fits its budget; bytes are counted."""
 import numpy as np
 
-from bench.faiss_methods import build_faiss, candidate_configs
+from spidx.bench.faiss_methods import build_faiss, candidate_configs
 
 
 def test_every_candidate_fits_its_budget():

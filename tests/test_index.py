@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparse_index import index_file
-from sparse_index.errors import InputError
-from sparse_index.index import SparseIndex, topk_sparsify
-from sparse_index.interactions import read_interactions
+from spidx import index_file
+from spidx.errors import InputError
+from spidx.index import SparseIndex, topk_sparsify
+from spidx.interactions import read_interactions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -50,7 +50,7 @@ def assert_matches_oracle(scores, ids, S, k):
 
 @pytest.fixture(scope="module")
 def ml100k_embeddings():
-    from bench.quick_embeddings import lifted_embeddings, svd_item_factors
+    from spidx.bench.quick_embeddings import lifted_embeddings, svd_item_factors
 
     data = read_interactions(DATA / "ml-100k" / "ml-100k.npz")
     dense = lifted_embeddings(svd_item_factors(data.matrix, 64, power_iters=1), 512)

@@ -8,8 +8,8 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 
-from cli.main import main
-from sparse_index.embeddings import save_embeddings
+from spidx.cli.main import main
+from spidx.embeddings import save_embeddings
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from sparse_index.index import SparseIndex
-from sparse_index.interactions import read_interactions
-from sparse_index.protocol import make_split, ranking_metrics
+from spidx.index import SparseIndex
+from spidx.interactions import read_interactions
+from spidx.protocol import make_split, ranking_metrics
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def ndcg_by_value_type(d=4096, nnz=32, rank=256):
-    from bench.quick_embeddings import lifted_embeddings, svd_item_factors
+    from spidx.bench.quick_embeddings import lifted_embeddings, svd_item_factors
 
     data = read_interactions(DATA / "ml-1m-implicit" / "ml-1m-implicit.npz")
     split = make_split(data.matrix, n_test=1000, seed=42, folds=1)

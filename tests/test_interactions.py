@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from sparse_index.embeddings import load_embeddings, save_embeddings
-from sparse_index.errors import InputError
-from sparse_index.ids import IdMap
-from sparse_index.interactions import read_interactions
+from spidx.embeddings import load_embeddings, save_embeddings
+from spidx.errors import InputError
+from spidx.ids import IdMap
+from spidx.interactions import read_interactions
 
 
 def test_csv_with_header_string_ids_and_duplicates(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparse_index.protocol import make_split, ranking_metrics, rank_dense, topk_unsorted_to_sorted
+from spidx.protocol import make_split, ranking_metrics, rank_dense, topk_unsorted_to_sorted
 
 
 def _targets(rows, n_items=200):
@@ -62,7 +62,7 @@ def test_per_user_metrics_are_the_values_behind_the_mean():
 
 
 def test_paired_difference_interval_by_hand():
-    from bench.compression import paired_diff_ci
+    from spidx.bench.compression import paired_diff_ci
 
     a, b = np.array([0.5, 0.7, 0.2, 0.4]), np.array([0.4, 0.4, 0.3, 0.2])
     d = a - b  # 0.1, 0.3, -0.1, 0.2: mean 0.125, sample sd 0.17078

@@ -10,11 +10,11 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 
-from sparse_index import segments as S
-from sparse_index.embeddings import save_embeddings
-from sparse_index.errors import InputError
-from sparse_index.ids import IdMap
-from sparse_index.metadata import read_item_metadata
+from spidx import segments as S
+from spidx.embeddings import save_embeddings
+from spidx.errors import InputError
+from spidx.ids import IdMap
+from spidx.metadata import read_item_metadata
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 
@@ -316,7 +316,7 @@ def test_purity_helpers():
 # ----------------------------------------------------------------------------------------------- CLI
 
 def _cli():
-    from cli.main import main
+    from spidx.cli.main import main
 
     return main
 
@@ -360,8 +360,8 @@ def test_cli_segments_homepage_explain(tmp_path):
 
 def test_cli_query_layout_dispatches_to_homepage(tmp_path):
     """`spidx query INDEX --items ... --layout ... --json` (the real group) = the homepage layout code."""
-    from cli import segment_commands
-    from cli.main import main as spidx
+    from spidx.cli import segment_commands
+    from spidx.cli.main import main as spidx
 
     A, truth = _clustered(n_clusters=4, per=10)
     ids = np.arange(1, A.shape[0] + 1)

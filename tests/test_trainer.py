@@ -4,13 +4,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from sparse_index.protocol import evaluate_scorer, make_split
-from trainer.compressed import make_engine, restart_phase, topk_support, train_compressed_elsa
-from trainer.ease import ease_scores, fit_ease
+from spidx.protocol import evaluate_scorer, make_split
+from spidx.trainer.compressed import make_engine, restart_phase, topk_support, train_compressed_elsa
+from spidx.trainer.ease import ease_scores, fit_ease
 
-from trainer.elsa import BatchSampler, DenseEngine, batch_loss, elsa_scores, train_elsa, xavier_uniform
-from trainer.fixed_k import elsa_raw_scores
-from trainer.schedules import schedule
+from spidx.trainer.elsa import BatchSampler, DenseEngine, batch_loss, elsa_scores, train_elsa, xavier_uniform
+from spidx.trainer.fixed_k import elsa_raw_scores
+from spidx.trainer.schedules import schedule
 
 def _random_rows(n_items, dim, k, seed=0):
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sparse_index.errors import InputError
+from spidx.errors import InputError
 
 from .elsa import BatchSampler, DenseEngine, SparseEngine, check_interactions, fit, xavier_uniform
 from .schedules import Phase, schedule

@@ -5,7 +5,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from sparse_index.errors import InputError
+from spidx.errors import InputError
 
 from .elsa import check_interactions
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sparse_index.errors import InputError
+from spidx.errors import InputError
 
 from .fixed_k import elsa_raw_scores
 

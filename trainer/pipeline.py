@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from sparse_index.embeddings import Embeddings
-from sparse_index.errors import InputError
-from sparse_index.interactions import Interactions
-from sparse_index.protocol import evaluate_ranker, evaluate_scorer, make_split
+from spidx.embeddings import Embeddings
+from spidx.errors import InputError
+from spidx.interactions import Interactions
+from spidx.protocol import evaluate_ranker, evaluate_scorer, make_split
 
 from .compressed import train_compressed_elsa
 from .ease import ease_scores, fit_ease, prune_rows
@@ -160,7 +160,7 @@ def evaluate_embeddings(emb: Embeddings, data: Interactions, test_users: int | N
         return evaluate_scorer(scorer(emb), split.test)
     if emb.meta.get("model") == "ease" or not emb.is_sparse:
         raise InputError("--values evaluates the inverted index: it needs sparse ELSA embeddings")
-    from sparse_index.index import SparseIndex
+    from spidx.index import SparseIndex
 
     index = SparseIndex.from_embeddings(emb.matrix, emb.item_ids, values=served_values)
     return evaluate_ranker(lambda h: index.recommend(h, k=100).positions, split.test)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sparse_index.errors import InputError
+from spidx.errors import InputError
 
 SCHEDULES = ("exponential", "linear", "step", "constant")
 

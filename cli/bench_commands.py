@@ -1,6 +1,7 @@
 """`spidx bench`: the head-to-head compression benchmark (see bench/README.md)."""
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -65,6 +66,10 @@ def register(group: click.Group) -> None:
             celsa_final_epochs=celsa_final_epochs, dense_epochs=dense_epochs, max_output=max_output, ease_lams=_floats(ease_lams),
             celsa_values=_strs(celsa_values), threads=threads, repeats=repeats, cache_dir=cache_dir,
             progress=not quiet)
+        from spidx.atomic import check_outputs
+
+        names = ["results.json", "results.csv", "report.md"] + ([] if no_plot else ["ndcg_vs_bytes.png"])
+        check_outputs([os.path.join(cfg.out, name) for name in names], [cfg.data])
         log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
         result = run_benchmark(cfg, log=log)
         args = sys.argv[1:]

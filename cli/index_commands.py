@@ -8,6 +8,7 @@ import sys
 import click
 import numpy as np
 
+from spidx.atomic import STDOUT, atomic_path, check_outputs
 from spidx.errors import InputError
 from spidx.index import VALUE_TYPES, SparseIndex
 
@@ -52,6 +53,7 @@ def build(embeddings, interactions, out, nnz, values, dim, epochs, batch_size, s
     """Build an inverted index from item embeddings, or train on interactions and build."""
     if (embeddings is None) == (interactions is None):
         raise InputError("give exactly one of --embeddings EMB or --interactions DATA")
+    check_outputs([out], [embeddings, interactions])
     if embeddings is not None:
         index = SparseIndex.from_file(embeddings, nnz=nnz, values=values)
     else:
@@ -79,7 +81,8 @@ def _json_id(x):
 @click.option("--items", help='One history: comma-separated item ids, e.g. "id1,id2".')
 @click.option("--histories", type=click.Path(dir_okay=False), help="Many histories: user-item pairs (CSV/TSV/npz).")
 @click.option("-k", "k", type=int, default=20, show_default=True, callback=_positive, help="Items per user.")
-@click.option("--output", type=click.Path(dir_okay=False), help="JSONL output for --histories (default: stdout).")
+@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSONL output for --histories (default or '-': stdout).")
 @click.option("--include-seen", is_flag=True, help="Allow items from the history in the results.")
 @click.option("--batch-size", type=int, default=1024, show_default=True, callback=_positive, help="Users per batch.")
 @click.option("--user-col", default="0", show_default=True, help="--histories: user column (position or name).")
@@ -103,7 +106,13 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
         from .segment_commands import run_layout
 
         return run_layout(index_path, items, layout, as_json)
+    if output is not None and histories is None:
+        raise InputError("--output goes with --histories (--items prints to stdout)")
+    check_outputs([output], [index_path, histories])
     index = SparseIndex.load(index_path)
+    if k > index.n_items:
+        click.echo(f"note: -k {k} capped at the {index.n_items} items in the index", err=True)
+        k = index.n_items
     if items is not None:
         ids = [x.strip() for x in items.split(",") if x.strip()]
         if not ids:
@@ -137,8 +146,13 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
     H = type(H)((H.data, H.indices, H.indptr), shape=(H.shape[0], index.n_items))
     unknown_per_user = data.matrix[:, np.flatnonzero(~known)].tocsr()
     show = sys.stderr.isatty() if progress is None else progress
-    with tqdm(total=H.shape[0], unit="user", desc="query", disable=not show) as bar:
-        rec = index.recommend(H, k=k, exclude_seen=not include_seen, batch_size=batch_size, progress=bar.update)
+    try:
+        with tqdm(total=H.shape[0], unit="user", desc="query", disable=not show) as bar:
+            rec = index.recommend(H, k=k, exclude_seen=not include_seen, batch_size=batch_size,
+                                  progress=bar.update)
+    except MemoryError:
+        raise MemoryError(f"{H.shape[0]:,} users x -k {k} results need about "
+                          f"{H.shape[0] * k * 24 / 2**30:.1f} GiB; lower -k or split the histories") from None
     unknown_ids = data.item_ids[~known]
     n_empty = int(rec.empty.sum())
     if n_empty == H.shape[0]:
@@ -153,9 +167,8 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
             row["unknown"] = [_json_id(x) for x in unknown_ids[unk]]
         lines.append(json.dumps(row))
     text = "\n".join(lines) + "\n"
-    if output:
-        from spidx.atomic import atomic_path
-
+    to_file = output not in (None, STDOUT)
+    if to_file:
         with atomic_path(output, suffix=".jsonl") as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
@@ -165,7 +178,7 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
         click.echo(f"warning: {len(unknown_ids)} history item id(s) are not in the index and were ignored", err=True)
     if n_empty:
         click.echo(f"warning: {n_empty} user(s) had no known history item and got no recommendations", err=True)
-    if output:
+    if to_file:
         click.echo(f"wrote {H.shape[0]:,} users to {output}", err=True)
 
 

@@ -23,8 +23,8 @@ class SpidxGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
-        except MemoryError:
-            click.echo("error: out of memory; try a smaller --batch-size or --dim", err=True)
+        except MemoryError as e:
+            click.echo(f"error: out of memory; {e or 'try a smaller --batch-size or --dim'}", err=True)
             sys.exit(1)
 
 

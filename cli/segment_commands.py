@@ -144,8 +144,12 @@ def segments_cmd(index, metadata, latent_rule, latent_threshold, metadata_thresh
 
     if examples < 0 or limit < 0:
         raise InputError("--examples and --limit must be >= 0")
-    A, ids = S.load_item_matrix(index)
     side = S.segments_path(index)
+    if not (show or no_save):
+        from spidx.atomic import check_outputs
+
+        check_outputs([side], [index, metadata])
+    A, ids = S.load_item_matrix(index)
     if show:
         seg = S.load_segments(side, fingerprint=S.matrix_fingerprint(A, ids))
         saved = None

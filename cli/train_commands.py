@@ -5,6 +5,7 @@ import json
 
 import click
 
+from spidx.atomic import STDOUT, atomic_path, check_outputs
 from spidx.embeddings import load_embeddings, save_embeddings
 from spidx.protocol import METRICS
 
@@ -75,6 +76,7 @@ def train(interactions, out, quiet, **kw):
     read_options = pop_interaction_options(kw)
     cfg = TrainConfig(nnz=nnz[0], targets=tuple(nnz) if len(nnz) > 1 else (), **kw)
     cfg.validate()
+    check_outputs([out.replace("{k}", str(k)) for k in nnz], [interactions])
     data = load_interactions(interactions, **read_options)
     click.echo(f"{data.n_users} users x {data.n_items} items, {data.matrix.nnz} interactions", err=True)
     for k, emb in train_models(data, cfg, progress=not quiet).items():
@@ -99,12 +101,14 @@ def train(interactions, out, quiet, **kw):
               help="Rotate the held-out fifth of each test user's items over this many folds.")
 @click.option("--values", type=click.Choice(["f32", "f16", "i8"]), default=None,
               help="Rank with the inverted index built with these values (the accuracy actually served).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write metrics as JSON.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Also write metrics as JSON to this file ('-': stdout, after the table).")
 @interaction_options
 def evaluate(embeddings, interactions, test_users, seed, folds, values, json_out, **kw):
     """Held-out Recall@20, Recall@50 and nDCG@100 of trained EMBEDDINGS on INTERACTIONS."""
     from spidx.trainer.pipeline import evaluate_embeddings
 
+    check_outputs([json_out], [embeddings, interactions])
     emb = load_embeddings(embeddings)
     data = load_interactions(interactions, **pop_interaction_options(kw))
     metrics = evaluate_embeddings(emb, data, test_users, seed, folds, values)
@@ -114,12 +118,13 @@ def evaluate(embeddings, interactions, test_users, seed, folds, values, json_out
     click.echo("| model | " + " | ".join(METRICS) + " |")
     click.echo("|---|" + "---|" * len(METRICS))
     click.echo(f"| {label} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
-    if json_out:
-        from spidx.atomic import atomic_path
-
+    report = {"embeddings": embeddings, "interactions": interactions, "folds": folds, "values": values, "model": label,
+              "metrics": metrics}
+    if json_out == STDOUT:
+        click.echo(json.dumps(report, indent=2))
+    elif json_out:
         with atomic_path(json_out) as tmp, open(tmp, "w") as f:
-            json.dump({"embeddings": embeddings, "interactions": interactions, "folds": folds, "values": values, "model": label,
-                       "metrics": metrics}, f, indent=2)
+            json.dump(report, f, indent=2)
 
 
 def register(group):

@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 
 def normalize_ids(values) -> np.ndarray:
-    """Return ids as int64 when every value is integer-like, else as str (so "42" and 42 match)."""
+    """Return ids as int64 when every value is integer-like, else as str (so "42" and 42 match).
+
+    Float ids that are NaN or infinite are refused (InputError): they name no item."""
     arr = np.asarray(values)
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64)
     if arr.dtype.kind == "f":
-        if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if not np.all(np.isfinite(arr)):
+            raise InputError("ids contain NaN or infinite values")
+        if np.all(arr == np.round(arr)) and np.all(np.abs(arr) < 2**63):
             return arr.astype(np.int64)
         return arr.astype(str)
     as_str = arr.astype(str)

@@ -270,11 +270,12 @@ class SparseIndex:
                return_stats: bool = False):
         """Exact top-k of Â q for each query row q (dense array or CSR, shape (n, d) or (d,)).
 
-        Returns (scores (n, k) float32, ids (n, k) int64 item positions), best first, padded with
-        -inf / -1. `exclude`: items never returned, as a CSR (n, n_items) matrix or one sequence of
+        Returns (scores (n, k') float32, ids (n, k') int64 item positions), best first, padded with
+        -inf / -1 where fewer items qualify; k' = min(k, n_items) (a larger k is capped, so an absurd k
+        never allocates n x k). `exclude`: items never returned, as a CSR (n, n_items) matrix or one sequence of
         positions per query. `engine`: 'auto' (cheaper per query), 'taat' or 'forward'.
         """
-        k = _check_k(k)
+        k = _check_k(k, self.n_items)
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
         if sp.issparse(Q):
@@ -329,8 +330,9 @@ class SparseIndex:
     def recommend(self, histories, k: int = 20, exclude_seen: bool = True, batch_size: int = 1024,
                   engine: str = "auto", progress=None) -> Recommendations:
         """Top-k items for users given by their histories: a list of external-id sequences, or a CSR
-        (users x n_items) matrix of item positions. Seen items are never returned when exclude_seen."""
-        k = _check_k(k)
+        (users x n_items) matrix of item positions. Seen items are never returned when exclude_seen.
+        k is capped at n_items (the arrays have min(k, n_items) columns)."""
+        k = _check_k(k, self.n_items)
         if engine not in ENGINES:
             raise InputError(f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
         H, unknown = self._history_matrix(histories)
@@ -428,9 +430,10 @@ class SparseIndex:
         return read_index(cls, path, mmap=mmap, verify=verify)
 
 
-def _check_k(k) -> int:
+def _check_k(k, n_items: int) -> int:
+    """k as an int, capped at `n_items` (no more items exist); k <= 0 or a non-integer is refused."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise InputError(f"k must be a positive integer, got {k!r}")
     if k <= 0:
         raise InputError(f"k must be positive, got {k}")
-    return int(k)
+    return int(min(k, n_items))

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from .errors import InputError
 from .ids import normalize_ids
+from .npz import NpzReader
 
 
 @dataclass
@@ -45,8 +46,11 @@ class Interactions:
 
 def from_pairs(users, items, source: str = "") -> Interactions:
     """Build binary interactions from parallel arrays of external user and item ids."""
-    users = normalize_ids(users)
-    items = normalize_ids(items)
+    try:
+        users = normalize_ids(users)
+        items = normalize_ids(items)
+    except InputError as e:
+        raise InputError(f"{source or 'interactions'}: {e}") from None
     if len(users) != len(items):
         raise InputError(f"{source or 'interactions'}: user and item columns differ in length")
     if len(users) == 0:
@@ -115,18 +119,20 @@ def read_interactions(
 
 
 def _read_npz(path: str, min_rating) -> Interactions:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "user" not in z or "item" not in z:
-                raise InputError(f"{path}: .npz must hold arrays 'user' and 'item' (found: {', '.join(z.files)})")
-            users, items = z["user"], z["item"]
-            ratings = z["rating"] if "rating" in z else None
-    except InputError:
-        raise
-    except Exception as e:  # zipfile/pickle/format errors
-        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    if users.ndim != 1 or items.ndim != 1 or len(users) != len(items):
-        raise InputError(f"{path}: 'user' and 'item' must be 1-D arrays of equal length")
+    with NpzReader(path, "interactions") as z:
+        if "user" not in z.names or "item" not in z.names:
+            raise InputError(f"{path}: .npz must hold arrays 'user' and 'item' (found: {', '.join(sorted(z.names))})")
+        columns = ["user", "item"] + (["rating"] if "rating" in z.names else [])
+        lengths = {z.shape(c) for c in columns}
+        if len(lengths) != 1 or len(lengths.pop()) != 1:
+            raise InputError(f"{path}: {', '.join(repr(c) for c in columns)} must be 1-D arrays of equal length")
+        for c in columns:
+            if z.dtype(c).kind not in ("fiu" if c == "rating" else "fiuSU"):
+                raise InputError(f"{path}: '{c}' has unsupported dtype {z.dtype(c)}")
+        users, items = z.read("user"), z.read("item")
+        ratings = z.read("rating") if "rating" in z.names else None
+    if ratings is not None and not np.all(np.isfinite(ratings)):
+        raise InputError(f"{path}: NaN or infinite values in 'rating'")
     if min_rating is not None:
         if ratings is None:
             raise InputError(f"{path}: --min-rating given but the file has no 'rating' array")
@@ -189,8 +195,8 @@ def _read_text(path, user_col, item_col, rating_col, min_rating, sep, header) ->
         except ValueError:
             bad = next(x for x in ratings if not _is_number(x))
             raise InputError(f"{path}: non-numeric rating '{bad}' in the rating column") from None
-        if np.isnan(rat).any():
-            raise InputError(f"{path}: NaN in the rating column")
+        if not np.all(np.isfinite(rat)):
+            raise InputError(f"{path}: NaN or infinite value in the rating column")
         if min_rating is not None:
             keep = rat >= min_rating
             users = np.asarray(users, dtype=object)[keep]

@@ -134,11 +134,14 @@ def atomic_path(path, suffix: str = ""):
     path = os.fspath(path)
     check_output(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    remove_stale_temps(path)
-    mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else _new_file_mode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=TEMP_MARK + suffix,
-                               dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        remove_stale_temps(path)
+        mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.exists(path) else _new_file_mode()
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=TEMP_MARK + suffix,
+                                   dir=folder)
+    except OSError as e:
+        raise InputError(f"{path}: cannot write the output ({e.strerror or type(e).__name__})") from None
     os.close(fd)
     try:
         yield tmp

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from spidx.errors import InputError
+from spidx.errors import InputError, TrainingDiverged
 
 from .fixed_k import elsa_raw_scores
 
@@ -167,6 +167,23 @@ class EpochLog:
     metrics: dict = field(default_factory=dict)
 
 
+def check_parameters(engine, where: str) -> None:
+    """Raise TrainingDiverged when a parameter row is non-finite or has no usable non-zero.
+
+    Rows are normalised to unit length; a row whose norm is 0, or overflows float32 (huge steps of
+    a far too high learning rate), normalises to all zeros or NaN: that item would be lost silently.
+    Every training path runs `fit`, which calls this after each epoch (one pass over the parameters).
+    """
+    with torch.no_grad():
+        for p in engine.parameters():
+            norms = torch.linalg.vector_norm(p.reshape(p.shape[0], -1) if p.dim() > 1 else p[None], dim=1)
+            bad = ~torch.isfinite(norms) | (norms == 0)
+            if bool(bad.any()):
+                what = "non-finite or overflowing" if not bool(torch.isfinite(norms).all()) else "all-zero"
+                raise TrainingDiverged(f"{where}: training diverged, {int(bad.sum())} item row(s) became {what} "
+                                       f"(try a lower --lr); nothing was written")
+
+
 def fit(engine, sampler: BatchSampler, epochs: int, lr: float, desc: str = "train", progress: bool = True,
         on_epoch: Callable | None = None) -> list[EpochLog]:
     """Train `engine` with a fresh NAdam for `epochs` epochs; returns per-epoch loss and time."""
@@ -179,13 +196,15 @@ def fit(engine, sampler: BatchSampler, epochs: int, lr: float, desc: str = "trai
             opt.zero_grad(set_to_none=True)
             loss = batch_loss(engine, batch)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()} (try a lower learning rate)")
+                raise TrainingDiverged(f"{desc}: training diverged, the loss became {loss.item()} in epoch "
+                                       f"{ep + 1} (try a lower --lr); nothing was written")
             loss.backward()
             opt.step()
             total += loss.item()
             n += 1
             bar.update(1)
             bar.set_postfix(epoch=ep + 1, loss=f"{total / n:.3e}")
+        check_parameters(engine, f"{desc}, epoch {ep + 1}")
         log = EpochLog(ep + 1, total / max(n, 1), time.perf_counter() - t0)
         if on_epoch is not None:
             log.metrics = on_epoch(engine, log) or {}

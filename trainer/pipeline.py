@@ -51,8 +51,8 @@ class TrainConfig:
             raise InputError(f"several --nnz values need --model compressed-elsa and each in 1..{self.dim}")
         if self.model == "compressed-elsa" and self.nnz is None:
             raise InputError("compressed-elsa needs --nnz")
-        if not self.lr > 0 or any(not lam > 0 for lam in self.lam):
-            raise InputError("learning rate and lambda must be positive")
+        if not 0 < self.lr < float("inf") or any(not 0 < lam < float("inf") for lam in self.lam):
+            raise InputError("learning rate and lambda must be positive finite numbers")
         if self.test_users < 0 or self.val_users < 0:
             raise InputError("held-out user counts cannot be negative")
         if len(self.lam) > 1 and self.val_users == 0:

@@ -568,11 +568,10 @@ def load_segments(path, fingerprint: str | None = None) -> Segments:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: segments file not found (run `spidx segments INDEX` first)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:
-        raise InputError(f"{path}: corrupt or unreadable segments file ({type(e).__name__})") from None
+    from .npz import NpzReader
+
+    with NpzReader(path, "segments") as z:
+        arrays = {k: z.read(k) for k in z.names}
     need = {"item_segment", "sig_indptr", "sig_dims", "sig_signs", "item_ids", "header", "checksum"}
     if not need <= set(arrays):
         raise InputError(f"{path}: not a spidx segments file (missing {', '.join(sorted(need - set(arrays)))})")

@@ -277,25 +277,12 @@ def _validate_structure(path, arrays: dict, header: dict) -> None:
         fail("posting lists and forward rows hold different entries")
 
 
-_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+def _entries_digest(ptr, inner, values, by_row: bool) -> int:
+    """Order-independent digest of the (item, dimension, value bits) entries of one copy of the matrix."""
+    from .validate_kernels import entries_digest
 
-
-def _entries_digest(ptr, inner, values, by_row: bool, chunk: int = 1 << 22) -> int:
-    """Order-independent digest of the (item, dimension, value bits) entries of one copy of the matrix:
-    the wrapping sum of a mixed 64-bit hash per entry (equal multisets give equal digests)."""
-    outer = np.repeat(np.arange(len(ptr) - 1, dtype=np.uint64), np.diff(ptr))
-    bits = values.view(np.uint8 if values.itemsize == 1 else np.uint16 if values.itemsize == 2 else np.uint32)
-    total = np.uint64(0)
-    with np.errstate(over="ignore"):
-        for s in range(0, len(inner), chunk):
-            item, dim = (outer[s:s + chunk], inner[s:s + chunk].astype(np.uint64)) if by_row else \
-                (inner[s:s + chunk].astype(np.uint64), outer[s:s + chunk])
-            h = (item * _MIX[0]) ^ (dim * _MIX[1] + bits[s:s + chunk].astype(np.uint64))
-            h ^= h >> np.uint64(31)
-            h *= _MIX[2]
-            h ^= h >> np.uint64(29)
-            total += h.sum(dtype=np.uint64)
-    return int(total)
+    bits = values.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[values.itemsize])
+    return int(entries_digest(np.asarray(ptr), np.asarray(inner), np.asarray(bits), by_row))
 
 
 def _json_default(o):

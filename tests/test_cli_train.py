@@ -82,3 +82,10 @@ def test_served_index_accuracy_equals_the_model_and_f16_is_close(trained, ml100k
         results[values] = json.loads(out.read_text())["metrics"]
     assert results["f32"] == pytest.approx(results[None], abs=1e-9)  # the index is exact
     assert abs(results["f16"]["ndcg@100"] - results[None]["ndcg@100"]) < 0.002
+
+
+def test_evaluate_json_dash_prints_to_stdout(trained, ml100k_path):
+    r = CliRunner().invoke(main, ["evaluate", str(trained).replace("{k}", "16"), str(ml100k_path), "--json", "-"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert report["model"] == "compressed-elsa d=128 k=16" and 0 < report["metrics"]["ndcg@100"] < 1

@@ -12,7 +12,7 @@ import pytest
 
 from spidx.index import SparseIndex
 from spidx.interactions import read_interactions
-from spidx.protocol import make_split, ranking_metrics
+from spidx.evaluation import make_split, ranking_metrics
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

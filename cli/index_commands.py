@@ -57,7 +57,7 @@ def build(embeddings, interactions, out, nnz, values, dim, epochs, batch_size, s
         model.item_ids = data.item_ids
         model.fit(data.matrix)
         index = model.to_index(values=values)
-        index.build["interactions"] = os.path.abspath(interactions)
+        index.build.update(interactions=os.path.abspath(interactions), data_fingerprint=data.fingerprint())
     index.save(out)
     rep = index.memory_report()
     click.echo(f"wrote {out}: {index.n_items:,} items x d={index.d}, k={index.k}, values {index.values}, "

@@ -42,8 +42,8 @@ def _nnz_list(ctx, param, value):
               help="Embedding dimension d (ELSA, Compressed ELSA).")
 @click.option("--nnz", default=None, callback=_nnz_list,
               help="Non-zeros per item row k (Compressed ELSA: default 32; EASE: prune rows to k). "
-                   "Compressed ELSA takes a list, e.g. 128,64,32: one pruning trajectory, one file per k "
-                   "(--out must contain {k}).")
+                   "A list, e.g. 128,64,32, trains every k at once (Compressed ELSA: one pruning trajectory; "
+                   "EASE: one inverse), one file per k (--out must contain {k}).")
 @click.option("--schedule", type=click.Choice(["exponential", "linear", "step", "constant"]),
               default="exponential", show_default=True, help="Gradual pruning schedule.")
 @click.option("--rewind/--no-rewind", default=True, show_default=True,

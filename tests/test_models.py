@@ -163,3 +163,18 @@ def test_implicit_evaluation_accepts_the_models(models, small_interactions):
                                         show_progress=False)
     assert 0 < m["precision"] <= 1 and 0 < m["ndcg"] <= 1
 
+
+
+def test_several_nnz_at_once(small_interactions):
+    from spidx.sparsify import row_topk
+
+    X = small_interactions
+    full = spidx.EASE(lam=10.0).fit(X).embeddings
+    pruned = spidx.EASE(lam=10.0, nnz=[6, 3]).fit(X)
+    for k in (6, 3):
+        np.testing.assert_array_equal(pruned.at(k).embeddings.toarray(), row_topk(full, k).toarray())
+        assert pruned.at(k).config.nnz == k and pruned.at(k).meta["k"] == k
+    ce = spidx.CompressedELSA(dim=32, nnz=[8, 4], epochs=1, batch_size=32).fit(X, show_progress=False)
+    assert [int(np.diff(ce.at(k).embeddings.indptr).max()) for k in (8, 4)] == [8, 4]
+    with pytest.raises(spidx.InputError, match="no trained embeddings"):
+        ce.at(5)

@@ -167,7 +167,7 @@ class _ItemModel(_RecommenderBase):
         recalculate_user : bool
             Accepted for compatibility; users are always computed from `user_items`.
         items : array_like, optional
-            Rank only these item ids (cannot be combined with `filter_items`).
+            Rank only these item ids (cannot be combined with `filter_items`); N is capped at their number.
 
         Returns
         -------
@@ -239,9 +239,10 @@ class _ItemModel(_RecommenderBase):
         raise NotImplementedError(f"{type(self).__name__} has no user factors: similar_users is not available")
 
     def _check_n(self, N, items) -> int:
+        """A positive N; with `items`, at most len(items) (implicit's convention)."""
         if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N <= 0:
             raise InputError(f"N must be a positive integer, got {N!r}")
-        return int(N)
+        return int(N) if items is None else min(int(N), max(1, len(np.unique(np.asarray(items).ravel()))))
 
     def _exclusions(self, n_rows: int, liked, filter_items, items) -> sp.csr_matrix:
         """One CSR (n_rows x n_items) of never-returned items: liked rows, filter_items, items' complement."""
@@ -395,8 +396,8 @@ class ELSA(_ItemModel):
             return m
 
         c, logs = self.config, []
-        A = train_elsa(X, c.dim, c.epochs, c.batch_size, c.lr, c.seed, c.max_output, show_progress,
-                       on_epoch=on_epoch, logs=logs)
+        A = train_elsa(X, c.dim, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=c.seed,
+                       max_output=c.max_output, progress=show_progress, on_epoch=on_epoch, logs=logs)
         self.embeddings = best.pop("embeddings") if validation else A
         self.meta.update(d=c.dim, k=None, best_epoch=best["epoch"], validation=history,
                          selected=history[best["epoch"] - 1] if validation else {},
@@ -443,9 +444,10 @@ class CompressedELSA(_ItemModel):
         select = (lambda a: evaluate_scorer(lambda h: elsa_scores(a, h), validation)["ndcg@100"]) \
             if validation else None
         phases = []
-        result = train_compressed_elsa(X, c.dim, targets, c.schedule, c.rewind, c.epochs, c.batch_size, c.lr, c.seed,
-                                       c.max_output, show_progress, phases, select, c.final_epochs,
-                                       callback=callback)
+        result = train_compressed_elsa(X, dim=c.dim, targets=targets, schedule_name=c.schedule, rewind=c.rewind,
+                                       epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=c.seed,
+                                       max_output=c.max_output, progress=show_progress, phase_log=phases,
+                                       select=select, final_epochs=c.final_epochs, callback=callback)
         self.meta.update(d=c.dim, schedule=c.schedule, rewind=c.rewind,
                          phases=[{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in p.items()}
                                  for p in phases])

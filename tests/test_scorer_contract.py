@@ -5,7 +5,7 @@ the smaller item position, the user's history (and any other exclusion) never re
 than k rankable items padded with item -1 (and score -inf where scores are returned). Each scorer is
 checked against a brute-force oracle on small fixtures: the index engines, the shared dense top-k, the
 model classes (ELSA, Compressed ELSA, pruned EASE) and the benchmark's wrappers (our index, pruned and
-full EASE, FAISS flat).
+full EASE, FAISS flat, FAISS 8-bit codes against their own decoded vectors).
 """
 import numpy as np
 import pytest
@@ -200,3 +200,23 @@ class TestBenchFaissFlat(BenchContract):
         from spidx.bench.methods import flat_served
 
         return flat_served(A.toarray(), "FlatIP", "dense", None, "", {})
+
+
+class TestBenchFaissCodes(BenchContract):
+    """A compressed FAISS index (8-bit scalar codes) is exact with respect to its own decoded vectors."""
+
+    def served(self, A):
+        pytest.importorskip("faiss")
+        from spidx.bench.faiss_methods import FaissConfig, build_faiss
+
+        self._served = build_faiss(A.toarray(), FaissConfig("SQ8", "SQ8", DIM, DIM, DIM), "A", "A", {})
+        return self._served
+
+    def make(self, ties):
+        self.served(self.model(ties))
+        return lambda H, k: (self._served.recommend(H, k), None)
+
+    def scores(self, H, ties=False) -> np.ndarray:
+        D = self._served.decoded.astype(np.float64)
+        U = H.toarray().astype(np.float64) @ D
+        return U @ D.T

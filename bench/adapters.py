@@ -9,40 +9,43 @@ import numpy as np
 import scipy.sparse as sp
 
 
-# ---- trainer ---------------------------------------------------------------------------------------
+# ---- trainer: every model is trained through the model classes -------------------------------------
 
-def train_dense(X: sp.csr_matrix, dim: int, epochs: int, batch_size: int, lr: float, seed: int,
-                max_output: int | None = None, progress: bool = True) -> np.ndarray:
-    """Dense ELSA: Â (items x dim, float32, unit rows)."""
-    from spidx.trainer.elsa import train_elsa
+def train_dense(X: sp.csr_matrix, cfg, progress: bool = True) -> np.ndarray:
+    """Dense ELSA for a `TrainConfig(model="elsa")`: Â (items x dim, float32, unit rows)."""
+    from spidx.trainer.models import model_from_config
 
-    A = train_elsa(X, dim, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_output=max_output,
-                   progress=progress)
-    return np.ascontiguousarray(A, dtype=np.float32)
+    model = model_from_config(cfg).fit(X, show_progress=progress)
+    return np.ascontiguousarray(model.embeddings, dtype=np.float32)
 
 
-def train_compressed(X: sp.csr_matrix, dim: int, targets: tuple, schedule: str, rewind: bool, epochs: int,
-                     batch_size: int, lr: float, seed: int, max_output: int | None = None,
-                     progress: bool = True, final_epochs: int | None = None) -> dict:
-    """Compressed ELSA, one gradual-pruning trajectory: {k: CSR Â with exactly k nnz per row}."""
-    from spidx.trainer.compressed import train_compressed_elsa
+def train_compressed(X: sp.csr_matrix, cfg, progress: bool = True) -> dict:
+    """Compressed ELSA for a `TrainConfig` with `targets`, one pruning trajectory: {k: CSR Â, k nnz per row}."""
+    from spidx.trainer.models import model_from_config
 
-    out = train_compressed_elsa(X, dim=dim, targets=tuple(int(t) for t in targets), schedule_name=schedule,
-                                rewind=rewind, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                max_output=max_output, progress=progress, final_epochs=final_epochs)
-    return {int(k): sp.csr_matrix(v, dtype=np.float32) for k, v in out.items()}
+    model = model_from_config(cfg).fit(X, show_progress=progress)
+    return {int(k): sp.csr_matrix(model.at(k).embeddings, dtype=np.float32) for k in cfg.targets}
 
 
 def fit_ease(X: sp.csr_matrix, lam: float) -> np.ndarray:
-    from spidx.trainer.ease import fit_ease as _fit
+    """Full EASE: the dense item-item B."""
+    from spidx.trainer.models import EASE
 
-    return _fit(X, lam)
+    return EASE(lam=lam).fit(X, show_progress=False).embeddings
+
+
+def fit_pruned_ease(X: sp.csr_matrix, lam: float, ks) -> dict:
+    """Pruned EASE for several k from one inverse, never holding B (large catalogues): {k: CSR rows}."""
+    from spidx.trainer.models import EASE
+
+    model = EASE(lam=lam, nnz=list(ks)).fit(X, show_progress=False)
+    return {int(k): model.at(k).embeddings for k in ks}
 
 
 def prune_rows(B: np.ndarray, k: int) -> sp.csr_matrix:
-    from spidx.trainer.ease import prune_rows as _prune
+    from spidx.sparsify import row_topk
 
-    return sp.csr_matrix(_prune(B, k), dtype=np.float32)
+    return row_topk(B, k)
 
 
 # ---- index -----------------------------------------------------------------------------------------
@@ -69,16 +72,6 @@ def index_breakdown(index) -> dict:
 
 def topk_sparsify(A: np.ndarray, k: int) -> sp.csr_matrix:
     """Row-wise top-k by magnitude, rows renormalised to unit L2 norm (post-hoc sparsification)."""
-    try:
-        from spidx.index import topk_sparsify as _tk
+    from spidx.sparsify import row_topk
 
-        m = sp.csr_matrix(_tk(A, k), dtype=np.float32)
-    except ImportError:  # pragma: no cover - fallback if the index module moves it
-        n, d = A.shape
-        idx = np.argpartition(-np.abs(A), k - 1, axis=1)[:, :k]
-        idx.sort(axis=1)
-        vals = np.take_along_axis(A, idx, axis=1)
-        m = sp.csr_matrix((vals.ravel(), idx.ravel(), np.arange(n + 1) * k), shape=(n, d), dtype=np.float32)
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ m, dtype=np.float32)
+    return row_topk(A, k, renormalise=True)

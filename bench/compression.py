@@ -23,14 +23,16 @@ from tqdm.auto import tqdm
 from spidx.embeddings import load_embeddings, save_embeddings
 from spidx.errors import InputError
 from spidx.interactions import read_interactions
-from spidx.protocol import METRICS, make_split, ranking_metrics
+from spidx.trainer.config import TrainConfig
+from spidx.evaluation import METRICS, make_split, ranking_metrics
 
 from . import adapters
 from .methods import (DenseItemItemServed, exact_dense_topk, flat_served, index_served, seismic_available,
                       seismic_served, sparse_rows_served)
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO / "data" / "gowalla.npz"
+# Paths are taken from the arguments, relative to the working directory (never the source tree, which an
+# installed package does not have): the repository ships Gowalla at data/gowalla.npz.
+DEFAULT_DATA = Path("data") / "gowalla.npz"
 ALL_METHODS = ("dense", "lowdim", "faiss", "posthoc", "ease", "celsa", "seismic")
 # Seismic is opt-in (`--methods ...,seismic`): on Compressed ELSA embeddings (signed values, queries with
 # thousands of active dimensions) it measured ~50 ms/query with overlap@100 of 0.2-0.3 on ML-1M.
@@ -80,9 +82,22 @@ class BenchConfig:
     n_single: int = 200
     n_time_batch: int | None = None  # batch timing on the first N held-out users (None: all)
     # io
-    cache_dir: str = str(REPO / ".cache" / "bench")
+    cache_dir: str = str(Path(".cache") / "bench")
     out: str = ""
     progress: bool = True
+
+    def dense_config(self, dim: int) -> TrainConfig:
+        """The training configuration of the dense ELSA models (reference, low-dim, post-hoc source)."""
+        return TrainConfig(model="elsa", dim=int(dim), nnz=None, epochs=self.dense_epochs, batch_size=self.dense_batch,
+                           lr=self.lr, seed=self.seed, max_output=self.max_output)
+
+    def celsa_config(self) -> TrainConfig:
+        """The training configuration of Compressed ELSA: every budget's k from one pruning trajectory."""
+        ks = sorted(b // 8 for b in self.budgets)
+        return TrainConfig(model="compressed-elsa", dim=self.sparse_dim, nnz=ks[0], targets=tuple(ks),
+                           schedule=self.schedule, rewind=self.rewind, epochs=self.celsa_epochs,
+                           final_epochs=self.celsa_final_epochs, batch_size=self.celsa_batch, lr=self.lr,
+                           seed=self.seed, max_output=self.max_output)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -102,7 +117,12 @@ def dataset_name(path: str) -> str:
 def preset_config(preset: str, data: str | None = None, **overrides) -> BenchConfig:
     """`default`: the shipped Gowalla with small settings (< 10 min on 2 cores).
     `paper`: full schedules (d=4096, E=10) on the given data set; `tiny`: seconds, for tests."""
-    data = str(data or DEFAULT_DATA)
+    if data is None:
+        if not DEFAULT_DATA.exists():
+            raise InputError(f"{DEFAULT_DATA} not found in {os.getcwd()}: give the interactions file (e.g. --data "
+                             "data/gowalla.npz from the repository root)")
+        data = str(DEFAULT_DATA)
+    data = str(data)
     ds = dataset_name(data)
     if preset == "default":
         cfg = BenchConfig(
@@ -158,7 +178,7 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
         if b % 8 or b <= 0 or b // 8 > cfg.sparse_dim:
             raise InputError(f"budget {b} B: must be a positive multiple of 8 with k = B/8 <= d = {cfg.sparse_dim}")
     if not cfg.out:
-        cfg.out = str(REPO / "runs" / "bench" / f"{cfg.dataset}-{cfg.preset}")
+        cfg.out = str(Path("runs") / "bench" / f"{cfg.dataset}-{cfg.preset}")
     return cfg
 
 
@@ -244,26 +264,24 @@ class Context:
 
     # models -----------------------------------------------------------------------------------------
     def dense_params(self, dim: int) -> dict:
-        c = self.cfg
-        return {"model": "elsa", "dim": int(dim), "epochs": c.dense_epochs, "batch_size": c.dense_batch, "lr": c.lr,
-                "seed": c.seed, "max_output": c.max_output}
+        """The dense model's training parameters (its cache key), read from its `TrainConfig`."""
+        t = self.cfg.dense_config(dim)
+        return {"model": "elsa", **{k: getattr(t, k) for k in ("dim", "epochs", "batch_size", "lr", "seed", "max_output")}}
 
     def dense(self, dim: int):
         if ("dense", dim) not in self.models:
             p = self.dense_params(dim)
             A, secs, cached = self.cached_matrix(
-                "elsa", p, lambda: adapters.train_dense(self.train, dim, self.cfg.dense_epochs, self.cfg.dense_batch,
-                                                        self.cfg.lr, self.cfg.seed, self.cfg.max_output,
-                                                        self.cfg.progress))
+                "elsa", p, lambda: adapters.train_dense(self.train, self.cfg.dense_config(dim), self.cfg.progress))
             self.models[("dense", dim)] = (np.ascontiguousarray(A, np.float32), secs, cached, p)
         return self.models[("dense", dim)]
 
     def celsa_params(self) -> dict:
-        c = self.cfg
-        return {"model": "compressed_elsa", "dim": c.sparse_dim, "targets": sorted(b // 8 for b in c.budgets),
-                "schedule": c.schedule, "rewind": c.rewind, "epochs": c.celsa_epochs, "batch_size": c.celsa_batch,
-                "lr": c.lr, "seed": c.seed, "max_output": c.max_output,
-                **({"final_epochs": c.celsa_final_epochs} if c.celsa_final_epochs is not None else {})}
+        """Compressed ELSA's training parameters (its cache key), read from its `TrainConfig`."""
+        t = self.cfg.celsa_config()
+        return {"model": "compressed_elsa", "dim": t.dim, "targets": list(t.targets),
+                **{k: getattr(t, k) for k in ("schedule", "rewind", "epochs", "batch_size", "lr", "seed", "max_output")},
+                **({"final_epochs": t.final_epochs} if t.final_epochs is not None else {})}
 
     def celsa(self):
         if "celsa" not in self.models:
@@ -271,9 +289,7 @@ class Context:
             p = self.celsa_params()
             ks = p["targets"]
             out, secs, cached = self.cached_dict(
-                "celsa", p, ks, lambda: adapters.train_compressed(
-                    self.train, c.sparse_dim, tuple(ks), c.schedule, c.rewind, c.celsa_epochs, c.celsa_batch, c.lr,
-                    c.seed, c.max_output, c.progress, c.celsa_final_epochs))
+                "celsa", p, ks, lambda: adapters.train_compressed(self.train, c.celsa_config(), c.progress))
             self.models["celsa"] = (out, secs, cached, p)
         return self.models["celsa"]
 
@@ -493,15 +509,13 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
             cached = False
             del Bm
         else:
-            from .ease_lean import pruned_ease_lean
-
             lam = c.ease_lams[0]
             p = {"model": "ease_lean", "lam": lam, "ks": ks}
 
             def fit():
                 log(f"EASE on {ctx.n_items} items: float32 in-place Cholesky inverse "
                     f"({ctx.n_items ** 2 * 4 / 1e9:.1f} GB); this takes a while")
-                return pruned_ease_lean(ctx.train, lam, ks)
+                return adapters.fit_pruned_ease(ctx.train, lam, ks)
 
             pruned, secs, cached = ctx.cached_dict("ease", p, ks, fit)
         for B in budgets:

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import adapters
-from spidx.protocol import topk_unsorted_to_sorted
+from spidx.ranking import rank_by_scores, topk
 
 
 @dataclass
@@ -51,59 +51,37 @@ class Served:
 
 # ---- helpers ---------------------------------------------------------------------------------------
 
-def mask_seen_topk(scores: np.ndarray, H: sp.csr_matrix, k: int) -> np.ndarray:
-    """Exact top-k per row of dense scores with the row's history items excluded (-1 padded)."""
-    scores = np.array(scores, dtype=np.float32, copy=True)
-    r, c = H.nonzero()
-    scores[r, c] = -np.inf
-    kk = min(k, scores.shape[1])
-    top = topk_unsorted_to_sorted(scores, kk)
-    top = np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
-    if kk < k:
-        top = np.hstack([top, np.full((top.shape[0], k - kk), -1, top.dtype)])
-    return top
-
-
 def exact_dense_topk(A, H: sp.csr_matrix, k: int, block: int = 1024) -> np.ndarray:
     """Exact ELSA top-k, s = (xÂ)Âᵀ with seen items masked, for dense or CSR Â (the overlap reference)."""
-    out = []
-    for s in range(0, H.shape[0], block):
-        h = H[s:s + block]
-        U = h @ A
-        S = U @ A.T
-        S = S.toarray() if sp.issparse(S) else np.asarray(S)
-        out.append(mask_seen_topk(S, h, k))
-    return np.vstack(out) if out else np.empty((0, k), np.int64)
-
-
-def filter_seen(ids: np.ndarray, H: sp.csr_matrix, k: int) -> np.ndarray:
-    """Drop history items (and -1) from over-fetched ranked ids, keep the first k per row."""
-    n, m = ids.shape
-    dense = np.zeros((n, H.shape[1] + 1), dtype=bool)
-    r, c = H.nonzero()
-    dense[r, c] = True
-    dense[:, -1] = True  # the -1 padding maps to the last column
-    bad = dense[np.arange(n)[:, None], np.where(ids < 0, H.shape[1], ids)]
-    order = np.argsort(bad, axis=1, kind="stable")[:, :k]
-    out = np.take_along_axis(ids, order, axis=1)
-    out = np.where(np.take_along_axis(bad, order, axis=1), -1, out)
-    if out.shape[1] < k:
-        out = np.hstack([out, np.full((n, k - out.shape[1]), -1, out.dtype)])
-    return out
+    return rank_by_scores(lambda h: (h @ A) @ A.T, H, k, exclude_seen=True, batch_size=block)[0]
 
 
 def overfetch_search(search, U: np.ndarray, H: sp.csr_matrix, k: int, n_items: int, chunk: int = 256) -> np.ndarray:
-    """Run an approximate/flat `search(U, kk) -> ids` that cannot exclude per-query items: users are
-    grouped by history length and each group fetches k + its longest history, then seen items are
-    dropped. This is what a deployment of such an index has to do."""
+    """Top-k item ids from a `search(U, kk) -> (scores, ids)` that cannot exclude per-query items.
+
+    Users are grouped by history length; each group fetches k + its longest history, then seen items are
+    dropped and the candidates ranked by the shared `ranking.topk` (ties: smaller item). Where the k-th
+    kept score ties the last fetched one, items beyond the fetch could tie too: those rows fetch twice as
+    many until the tie is resolved (or every item is fetched). This is what a deployment of such an index
+    has to do.
+    """
     lens = np.diff(H.indptr)
     order = np.argsort(lens, kind="stable")
     out = np.full((H.shape[0], k), -1, np.int64)
     for s in range(0, len(order), chunk):
         rows = order[s:s + chunk]
         kk = int(min(n_items, k + lens[rows].max()))
-        ids = search(np.ascontiguousarray(U[rows]), kk)
-        out[rows] = filter_seen(np.asarray(ids, np.int64), H[rows], k)
+        while len(rows):
+            D, I = search(np.ascontiguousarray(U[rows]), kk)
+            D, I = np.asarray(D, np.float32), np.asarray(I, np.int64)
+            dense = np.full((len(rows), n_items), -np.inf, np.float32)
+            valid = I >= 0
+            dense[np.nonzero(valid)[0], I[valid]] = D[valid]
+            ids, scores = topk(dense, k, exclude=H[rows])
+            out[rows] = ids
+            kth = scores[:, -1]
+            unresolved = (kk < n_items) & valid[:, -1] & (D[:, -1] >= kth) & (kth > -np.inf)
+            rows, kk = rows[unresolved], int(min(n_items, 2 * kk))
     return out
 
 
@@ -119,13 +97,7 @@ class FaissServed(Served):
 
     def recommend(self, H, k):
         U = np.asarray(H @ self.decoded, dtype=np.float32)
-        return overfetch_search(lambda Q, kk: self.index.search(Q, kk)[1], U, H, k, self.n_items)
-
-    def recommend_one(self, h, k):
-        u = np.asarray(h @ self.decoded, dtype=np.float32)
-        kk = int(min(self.n_items, k + h.nnz))
-        ids = self.index.search(u, kk)[1]
-        return filter_seen(ids, h, k)[0]
+        return overfetch_search(self.index.search, U, H, k, self.n_items)
 
 
 def flat_served(A: np.ndarray, method: str, group: str, budget, config: str, params: dict, **kw) -> FaissServed:
@@ -178,11 +150,7 @@ class SparseRowsServed(Served):
     B: sp.csr_matrix | None = None
 
     def recommend(self, H, k):
-        out = []
-        for s in range(0, H.shape[0], 512):
-            h = H[s:s + 512]
-            out.append(mask_seen_topk((h @ self.B).toarray(), h, k))
-        return np.vstack(out)
+        return rank_by_scores(lambda h: h @ self.B, H, k, exclude_seen=True, batch_size=512)[0]
 
 
 def sparse_rows_served(B: sp.csr_matrix, method: str, group: str, budget, config: str, params: dict,
@@ -202,11 +170,7 @@ class DenseItemItemServed(Served):
     B: np.ndarray | None = None
 
     def recommend(self, H, k):
-        out = []
-        for s in range(0, H.shape[0], 512):
-            h = H[s:s + 512]
-            out.append(mask_seen_topk(h @ self.B, h, k))
-        return np.vstack(out)
+        return rank_by_scores(lambda h: h @ self.B, H, k, exclude_seen=True, batch_size=512)[0]
 
 
 # ---- Seismic (optional) ----------------------------------------------------------------------------
@@ -245,7 +209,7 @@ class SeismicServed(Served):
     heap_factor: float = 0.9
     threads: int = 1
 
-    def _search(self, U: np.ndarray, kk: int) -> np.ndarray:
+    def _search(self, U: np.ndarray, kk: int) -> tuple:
         import seismic
 
         S = seismic.get_seismic_string()
@@ -257,19 +221,18 @@ class SeismicServed(Served):
         qids = np.arange(len(U)).astype(S)
         res = self.index.batch_search(qids, comps, vals, kk, self.query_cut or 1_000_000, self.heap_factor,
                                       num_threads=self.threads)
-        out = np.full((len(U), kk), -1, np.int64)
-        for r, lst in enumerate(res):
-            ids = [int(t[2]) for t in lst][:kk]
-            out[r, :len(ids)] = ids
-        return out
+        ids = np.full((len(U), kk), -1, np.int64)
+        scores = np.full((len(U), kk), -np.inf, np.float32)
+        for r, lst in enumerate(res):  # (query id, score, item id) per result
+            got = lst[:kk]
+            ids[r, :len(got)] = [int(t[2]) for t in got]
+            scores[r, :len(got)] = [float(t[1]) for t in got]
+        return scores, ids
 
     def recommend(self, H, k):
         U = (H @ self.A).toarray().astype(np.float32)
         return overfetch_search(self._search, U, H, k, self.n_items)
 
-    def recommend_one(self, h, k):
-        u = (h @ self.A).toarray().astype(np.float32)
-        return filter_seen(self._search(u, int(min(self.n_items, k + h.nnz))), h, k)[0]
 
 
 def seismic_served(A: sp.csr_matrix, method: str, group: str, budget, config: str, params: dict, threads: int = 1,

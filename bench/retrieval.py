@@ -24,6 +24,7 @@ from spidx import kernels
 from spidx.embeddings import load_embeddings
 from spidx.index import SparseIndex
 from spidx.interactions import read_interactions
+from spidx.ranking import topk
 
 TOP = 100
 
@@ -92,9 +93,7 @@ def bench_index(index, H, repeats, n_single):
 
 
 def _topk_excluding(S, H):
-    S[H.nonzero()] = -np.inf
-    part = np.argpartition(-S, TOP - 1, axis=1)[:, :TOP]
-    return np.take_along_axis(part, np.argsort(-np.take_along_axis(S, part, 1), 1), 1)
+    return topk(S, TOP, exclude=H)[0]
 
 
 def bench_scipy(A: sp.csr_matrix, H, repeats, n_single, batch=1000):

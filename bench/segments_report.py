@@ -3,13 +3,13 @@
     spidx train ml-100k.inter.gz --rating-col 2 --min-rating 4 --test-users 200 --seed 42 \
         --dim 256 --nnz 32,16 --out ce_d256_k{k}.npz            # likewise --dim 512, 1024
     python -m spidx.bench.segments_report --embeddings ce_d1024_k16.npz ce_d256_k16.npz ... \
-        [--metadata ml-100k.item.gz] [--n-test 200 --seed 42 --min-rating 4] [--layout rows=5,items=10]
+        --interactions ml-100k.inter.gz --metadata ml-100k.item.gz [--n-test 200 --seed 42 --min-rating 4] [--layout rows=5,items=10]
 
 `--embeddings` are spidx embeddings files or indexes trained on the *training users* of
 `make_split(X, n_test, seed)` (`spidx train --test-users N --seed S` makes the same split; the
 held-out users below were never trained on). The first file is the one the homepage hit rate is
 measured on; purity is reported for every file. `--train` trains Compressed ELSA here instead
-(`spidx.trainer.compressed.train_compressed_elsa`, --dim/--nnz); `--proxy` builds a torch-free
+(`spidx.CompressedELSA`, --dim/--nnz); `--proxy` builds a torch-free
 development stand-in (truncated SVD, varimax-rotated, row-wise top-k).
 
 Purity = share of items carrying their segment's most common genre (item-weighted); the random
@@ -30,18 +30,16 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from spidx import segments as S
+from spidx.evaluation import make_split
+from spidx.ids import IdMap
 from spidx.interactions import read_interactions
 from spidx.metadata import read_item_metadata
-from spidx.protocol import make_split
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
-
+from spidx.sparsify import row_topk
 
 def varimax(Phi: np.ndarray, iters: int = 50, tol: float = 1e-6) -> np.ndarray:
     p, k = Phi.shape
@@ -65,11 +63,7 @@ def proxy_embeddings(X_train: sp.csr_matrix, rank: int = 128, k: int = 16, seed:
     Xn = (X_train @ sp.diags(1.0 / n)).astype(np.float64)
     _, s, vt = sla.svds(Xn, k=rank, random_state=seed)
     V = varimax(vt.T * np.sqrt(s)).astype(np.float32)
-    idx = np.argpartition(-np.abs(V), k - 1, axis=1)[:, :k]
-    M = np.zeros_like(V)
-    np.put_along_axis(M, idx, np.take_along_axis(V, idx, 1), 1)
-    M /= np.linalg.norm(M, axis=1, keepdims=True) + 1e-12
-    return sp.csr_matrix(M)
+    return row_topk(V, k, renormalise=True)
 
 
 def _titles_only(meta):
@@ -145,8 +139,6 @@ def hit_rates(A, seg, folds, layout) -> dict:
 
 def load_sources(args, inter, split) -> list:
     """[(label, A aligned to the interaction columns, source text)] for every embeddings source."""
-    from spidx.ids import IdMap
-
     out = []
     if args.embeddings:
         for path in args.embeddings:
@@ -162,11 +154,11 @@ def load_sources(args, inter, split) -> list:
                         f"train users={m.get('data', {}).get('train_users')})")
             out.append((f"d={A.shape[1]}, k={int(round(S.as_csr(A).nnz / max(A.shape[0], 1)))}", A, ids, path + info))
     elif args.train:
-        from spidx.trainer.compressed import train_compressed_elsa
+        from spidx.trainer.models import CompressedELSA
 
         t1 = time.time()
-        A = S.as_csr(train_compressed_elsa(split.train, dim=args.dim, targets=(args.nnz,), epochs=10, batch_size=256,
-                                           lr=0.1, seed=args.seed, progress=False)[args.nnz])
+        model = CompressedELSA(dim=args.dim, nnz=args.nnz, epochs=10, batch_size=256, lr=0.1, seed=args.seed)
+        A = S.as_csr(model.fit(split.train, show_progress=False).embeddings)
         src = (f"Compressed ELSA trained here on the {split.train.shape[0]} training users (d={args.dim}, k={args.nnz}, "
                f"exponential schedule with restarting, 10 epochs, batch 256, lr 0.1, seed {args.seed}; {time.time() - t1:.0f} s)")
         if args.save_embeddings:
@@ -198,15 +190,15 @@ def main(argv=None) -> int:
                                                     "(the first one is used for the homepage hit rate)")
     ap.add_argument("--proxy", action="store_true", help="no --embeddings: build the SVD+varimax top-k stand-in")
     ap.add_argument("--train", action="store_true",
-                    help="no --embeddings: train Compressed ELSA (spidx.trainer.compressed, exponential + restarting, "
+                    help="no --embeddings: train Compressed ELSA (spidx.CompressedELSA, exponential + restarting, "
                          "10 epochs, batch 256, lr 0.1) on the split's training users first")
     ap.add_argument("--dim", type=int, default=1024, help="--train: d")
     ap.add_argument("--nnz", type=int, default=16, help="--train: k")
     ap.add_argument("--save-embeddings", help="--train: also save the trained embeddings here")
     ap.add_argument("--proxy-rank", type=int, default=128)
     ap.add_argument("--proxy-k", type=int, default=16)
-    ap.add_argument("--interactions", default=str(DATA / "ml-100k.inter.gz"))
-    ap.add_argument("--metadata", default=str(DATA / "ml-100k.item.gz"))
+    ap.add_argument("--interactions", required=True, help="ML-100K interactions, e.g. ml-100k.inter.gz")
+    ap.add_argument("--metadata", required=True, help="ML-100K item metadata, e.g. ml-100k.item.gz")
     ap.add_argument("--rating-col", default="2")
     ap.add_argument("--min-rating", type=float, default=4.0)
     ap.add_argument("--n-test", type=int, default=200)
@@ -271,7 +263,7 @@ def main(argv=None) -> int:
         lines += ["", f"## Largest segments ({main_label}, {head})", "",
                   "| # | size | name | description | examples |", "|---|---|---|---|---|"]
         for r in seg_m.to_rows(examples=4, A=A_main)[:10]:
-            ex = "; ".join(titles[i] for i in S.IdMap(inter.item_ids).lookup(np.asarray(r["examples"])) if i >= 0)
+            ex = "; ".join(titles[i] for i in IdMap(inter.item_ids).lookup(np.asarray(r["examples"])) if i >= 0)
             lines.append(f"| {r['segment']} | {r['size']} | {r['name']} | {r['description']} | {ex} |")
     lines += ["", f"_Generated in {elapsed:.0f} s._", ""]
     text = "\n".join(lines)

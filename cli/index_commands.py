@@ -23,16 +23,6 @@ def _col(spec):
     return int(spec) if spec is not None and str(spec).isdigit() else spec
 
 
-def train_embeddings(interactions, dim: int, nnz: int, epochs: int, batch_size: int, seed: int):
-    """Train Compressed ELSA (trainer package, needs torch); returns the CSR item matrix for `nnz`."""
-    try:
-        from spidx.trainer.compressed import train_compressed_elsa
-    except ImportError as e:
-        raise InputError(f"--interactions needs the trainer and torch, which cannot be imported ({e})") from None
-    return train_compressed_elsa(interactions.matrix, dim=dim, targets=(nnz,), epochs=epochs,
-                                 batch_size=batch_size, seed=seed)[nnz]
-
-
 @click.command()
 @click.option("--embeddings", type=click.Path(dir_okay=False), help="Item embeddings file (sparse or dense).")
 @click.option("--interactions", type=click.Path(dir_okay=False),
@@ -60,11 +50,16 @@ def build(embeddings, interactions, out, nnz, values, dim, epochs, batch_size, s
         from spidx.interactions import read_interactions
 
         data = read_interactions(interactions, user_col=_col(user_col), item_col=_col(item_col), sep=sep)
-        k = 32 if nnz is None else nnz
-        matrix = train_embeddings(data, dim, k, epochs, batch_size, seed)
-        index = SparseIndex.from_embeddings(matrix, data.item_ids, values=values, build={
-            "interactions": os.path.abspath(interactions), "model": "compressed-elsa", "dim": dim, "nnz": k,
-            "epochs": epochs, "batch_size": batch_size, "seed": seed})
+        try:
+            from spidx.trainer.models import CompressedELSA
+        except ImportError as e:
+            raise InputError(f"--interactions needs the trainer and torch, which cannot be imported ({e})") from None
+        model = CompressedELSA(dim=dim, nnz=32 if nnz is None else nnz, epochs=epochs, batch_size=batch_size,
+                               seed=seed)
+        model.item_ids = data.item_ids
+        model.fit(data.matrix)
+        index = model.to_index(values=values)
+        index.build.update(interactions=os.path.abspath(interactions), data_fingerprint=data.fingerprint())
     index.save(out)
     rep = index.memory_report()
     click.echo(f"wrote {out}: {index.n_items:,} items x d={index.d}, k={index.k}, values {index.values}, "

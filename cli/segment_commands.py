@@ -1,5 +1,5 @@
 """`spidx segments`, `spidx explain`, and the 2D homepage behind `spidx query --layout` (`run_layout`;
-`spidx homepage` is a short alias of it).
+`spidx homepage` is a short alias of it). The logic lives in `spidx.segments`; this module parses and prints.
 
 register(group) adds the commands to the `spidx` click group.
 """
@@ -65,27 +65,14 @@ def resolve_history(ids, values) -> tuple:
 
 
 def _id(ids, i):
-    return S._py(ids[int(i)])
+    v = ids[int(i)]
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _title(seg, i) -> str:
     if seg is not None and seg.titles is not None:
         return seg.titles[int(i)]
     return ""
-
-
-def layout_data(A, ids, seg, history, layout: dict, unknown=()) -> dict:
-    """JSON-ready homepage for one user: rows with external ids, scores and titles."""
-    rows = S.homepage_rows(A, seg, history, rows=layout["rows"], items=layout["items"],
-                           min_items=layout["min_items"])
-    out_rows = []
-    for r in rows:
-        out_rows.append({
-            "title": r["title"], "kind": r["kind"], "segment": r["segment"], "segment_score": r["segment_score"],
-            "items": [{"id": _id(ids, i), "score": float(s), **({"title": _title(seg, i)} if seg.titles else {})}
-                      for i, s in zip(r["items"], r["scores"])],
-        })
-    return {"layout": layout, "history": [_id(ids, i) for i in history], "unknown": list(unknown), "rows": out_rows}
 
 
 def print_layout(data: dict) -> None:
@@ -105,7 +92,7 @@ def run_layout(index_path, items_spec, layout_spec, as_json: bool) -> None:
     layout = S.parse_layout(layout_spec)
     A, ids, seg = load_context(index_path)
     history, unknown = resolve_history(ids, parse_items(items_spec))
-    data = layout_data(A, ids, seg, history, layout, unknown)
+    data = S.layout_data(A, ids, seg, history, layout, unknown)
     if as_json:
         click.echo(json.dumps(data))
     else:

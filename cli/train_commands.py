@@ -6,8 +6,8 @@ import json
 import click
 
 from spidx.atomic import STDOUT, atomic_path, check_outputs
-from spidx.embeddings import load_embeddings, save_embeddings
-from spidx.protocol import METRICS
+from spidx.embeddings import load_embeddings
+from spidx.evaluation import METRICS
 
 from .common import interaction_options, load_interactions, pop_interaction_options, positive
 
@@ -43,8 +43,8 @@ def _nnz_list(ctx, param, value):
               help="Embedding dimension d (ELSA, Compressed ELSA).")
 @click.option("--nnz", default=None, callback=_nnz_list,
               help="Non-zeros per item row k (Compressed ELSA: default 32; EASE: prune rows to k). "
-                   "Compressed ELSA takes a list, e.g. 128,64,32: one pruning trajectory, one file per k "
-                   "(--out must contain {k}).")
+                   "A list, e.g. 128,64,32, trains every k at once (Compressed ELSA: one pruning trajectory; "
+                   "EASE: one inverse), one file per k (--out must contain {k}).")
 @click.option("--schedule", type=click.Choice(["exponential", "linear", "step", "constant"]),
               default="exponential", show_default=True, help="Gradual pruning schedule.")
 @click.option("--rewind/--no-rewind", default=True, show_default=True,
@@ -68,7 +68,8 @@ def _nnz_list(ctx, param, value):
 @interaction_options
 def train(interactions, out, quiet, **kw):
     """Train item embeddings on an INTERACTIONS file (CSV/TSV/.npz) and write them to --out."""
-    from spidx.trainer.pipeline import TrainConfig, train_models  # torch is imported only here
+    from spidx.trainer.config import TrainConfig
+    from spidx.trainer.pipeline import train_models  # torch is imported only here
 
     nnz = kw.pop("nnz") or ([32] if kw["model"] == "compressed-elsa" else [None])
     if len(nnz) > 1 and "{k}" not in out:
@@ -79,9 +80,10 @@ def train(interactions, out, quiet, **kw):
     check_outputs([out.replace("{k}", str(k)) for k in nnz], [interactions])
     data = load_interactions(interactions, **read_options)
     click.echo(f"{data.n_users} users x {data.n_items} items, {data.matrix.nnz} interactions", err=True)
-    for k, emb in train_models(data, cfg, progress=not quiet).items():
+    for k, model in train_models(data, cfg, progress=not quiet).items():
         path = out.replace("{k}", str(k))
-        save_embeddings(path, emb.matrix, emb.item_ids, emb.meta)
+        model.save(path)
+        emb = model.to_embeddings()
         shape = "x".join(map(str, emb.shape))
         per_row = f", {emb.matrix.nnz / emb.shape[0]:.0f} nnz/row" if emb.is_sparse else ""
         click.echo(f"wrote {path}: {cfg.model} {shape}{per_row}, trained in {emb.meta['train_seconds']:.1f}s")

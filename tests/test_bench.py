@@ -10,7 +10,8 @@ import pytest
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k" / "ml-100k.npz"
 
-pytestmark = pytest.mark.skipif(not ML100K.exists(), reason="MovieLens-100K not available (see ../shared/data)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not ML100K.exists(), reason="MovieLens-100K not available (see ../shared/data)")]
 
 
 @pytest.fixture(scope="module")

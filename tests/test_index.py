@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from conftest import data_file
 from spidx import index_file
 from spidx.errors import InputError
 from spidx.index import SparseIndex, topk_sparsify
 from spidx.interactions import read_interactions
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def random_sparse(n, d, k, seed=0):
@@ -52,7 +51,7 @@ def assert_matches_oracle(scores, ids, S, k):
 def ml100k_embeddings():
     from spidx.bench.quick_embeddings import lifted_embeddings, svd_item_factors
 
-    data = read_interactions(DATA / "ml-100k" / "ml-100k.npz")
+    data = read_interactions(data_file("ml-100k", "ml-100k.npz"))  # real data: skips without it
     dense = lifted_embeddings(svd_item_factors(data.matrix, 64, power_iters=1), 512)
     return data, dense
 
@@ -122,6 +121,7 @@ class EngineContract:
             rec2 = index.recommend(H, k=30, exclude_seen=exclude_seen, engine=self.engine)
             np.testing.assert_array_equal(rec2.positions, rec.positions)
 
+    @pytest.mark.slow
     def test_real_embeddings(self, ml100k_embeddings):
         data, dense = ml100k_embeddings
         idx = SparseIndex.from_embeddings(dense, data.item_ids, nnz=16, values=self.values)

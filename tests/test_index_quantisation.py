@@ -6,21 +6,20 @@ moves nDCG@100 by less than 0.002 (issue 3); int8 (per-dimension scale) by less 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
+from conftest import data_file
 from spidx.index import SparseIndex
 from spidx.interactions import read_interactions
-from spidx.protocol import make_split, ranking_metrics
+from spidx.evaluation import make_split, ranking_metrics
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def ndcg_by_value_type(d=4096, nnz=32, rank=256):
     from spidx.bench.quick_embeddings import lifted_embeddings, svd_item_factors
 
-    data = read_interactions(DATA / "ml-1m-implicit" / "ml-1m-implicit.npz")
+    data = read_interactions(data_file("ml-1m-implicit", "ml-1m-implicit.npz"))
     split = make_split(data.matrix, n_test=1000, seed=42, folds=1)
     dense = lifted_embeddings(svd_item_factors(split.train, rank, power_iters=2), d)
     fold = split.test[0]

@@ -28,6 +28,7 @@ def test_tsv_without_header_by_position_and_min_rating(tmp_path):
     assert data.matrix.nnz == 2
 
 
+@pytest.mark.slow
 def test_recbole_gz_with_typed_header(ml100k_path):
     inter = ml100k_path.parent / "ml-100k.inter.gz"
     data = read_interactions(inter, user_col="user_id", item_col="item_id", rating_col="rating", min_rating=4)
@@ -36,6 +37,7 @@ def test_recbole_gz_with_typed_header(ml100k_path):
     assert data.matrix.nnz == len(set(zip(npz["user"][keep], npz["item"][keep])))
 
 
+@pytest.mark.slow
 def test_npz_as_in_shared_data(ml100k):
     assert ml100k.matrix.shape == (943, 1682)
     assert ml100k.matrix.nnz == 100000

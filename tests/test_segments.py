@@ -360,7 +360,6 @@ def test_cli_segments_homepage_explain(tmp_path):
 
 def test_cli_query_layout_dispatches_to_homepage(tmp_path):
     """`spidx query INDEX --items ... --layout ... --json` (the real group) = the homepage layout code."""
-    from spidx.cli import segment_commands
     from spidx.cli.main import main as spidx
 
     A, truth = _clustered(n_clusters=4, per=10)
@@ -386,7 +385,7 @@ def test_cli_query_layout_dispatches_to_homepage(tmp_path):
     A2, ids2 = S.load_item_matrix(idx)
     seg = S.load_segments(S.segments_path(idx))
     hist = IdMap(ids2).lookup(np.array([1, 3, 5, 12]))
-    direct = segment_commands.layout_data(A2, ids2, seg, np.sort(hist), S.parse_layout("rows=3,items=4"))
+    direct = S.layout_data(A2, ids2, seg, np.sort(hist), S.parse_layout("rows=3,items=4"))
     assert page["rows"] == json.loads(json.dumps(direct["rows"]))
     alias = r.invoke(spidx, ["homepage", str(idx), "--items", "1,3,5,12", "--layout", "rows=3,items=4", "--json"])
     assert json.loads(alias.stdout) == page
@@ -402,6 +401,7 @@ def test_cli_query_layout_dispatches_to_homepage(tmp_path):
 
 # ------------------------------------------------------------------------------------------ ML-100K
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (DATA / "ml-100k.item.gz").exists(), reason="ML-100K not available")
 def test_ml100k_metadata_reader():
     m = read_item_metadata(DATA / "ml-100k.item.gz")

@@ -85,7 +85,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
                           rewind: bool = True, epochs: int = 10, batch_size: int = 256, lr: float = 0.1,
                           seed: int = 42, max_output: int | None = None, progress: bool = True,
                           phase_log: list | None = None, select=None,
-                          final_epochs: int | None = None) -> dict[int, sp.csr_matrix]:
+                          final_epochs: int | None = None, callback=None) -> dict[int, sp.csr_matrix]:
     """Train Compressed ELSA; returns Â (CSR, exactly k non-zeros per row, unit rows) per target k.
 
     With the exponential schedule one pruning trajectory serves every target: its first phases do
@@ -93,7 +93,8 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     (identical to a separate run for that target, at a fraction of the cost). Other schedules
     train each target separately. `phase_log` (a list) receives one dict per phase.
     `select(embeddings) -> float` (e.g. validation nDCG) keeps, per target, the final-phase epoch that
-    scores best instead of the last one.
+    scores best instead of the last one. `callback(epoch, seconds, loss)` is called after every epoch
+    (epochs counted over all phases).
     """
     X = check_interactions(X)
     targets = sorted({int(k) for k in targets}, reverse=True)
@@ -129,8 +130,15 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
             return {"score": score}
 
         final = label.startswith("final")
+
+        def on_epoch(eng, epoch_log):
+            epochs_done[0] += 1
+            if callback is not None:
+                callback(epochs_done[0], epoch_log.seconds, epoch_log.loss)
+            return keep_best(eng, epoch_log) if final and select is not None else {}
+
         logs = fit(engine, sampler, phase.epochs, lr, desc=f"{label} k={phase.nnz}", progress=progress,
-                   on_epoch=keep_best if final and select is not None else None)
+                   on_epoch=on_epoch)
         entry = {"phase": label, "nnz": phase.nnz, "epochs": phase.epochs,
                  "engine": "sparse" if isinstance(engine, SparseEngine) else "dense",
                  "seconds": time.perf_counter() - t0, "loss": logs[-1].loss}
@@ -141,7 +149,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
         bar.set_postfix(k=phase.nnz, loss=f"{entry['loss']:.3e}", engine=entry["engine"])
         return best["embeddings"] if best["embeddings"] is not None else engine.embeddings()
 
-    results = {}
+    results, epochs_done = {}, [0]
     if schedule_name == "exponential":
         engine = DenseEngine(init)
         for i, phase in enumerate(trajectory + [None]):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from spidx.protocol import make_split, ranking_metrics, rank_dense, topk_unsorted_to_sorted
+from spidx.evaluation import make_split, rank_dense, ranking_metrics
 
 
 def _targets(rows, n_items=200):
@@ -78,13 +78,10 @@ def test_rank_dense_never_returns_seen_items():
     assert ranked.tolist() == [[1, 3, 4], [4, 3, 2]]
 
 
-def test_topk_sorted_matches_full_sort():
-    s = np.random.default_rng(0).standard_normal((5, 300))
-    assert np.array_equal(topk_unsorted_to_sorted(s, 10), np.argsort(-s, axis=1)[:, :10])
+def test_split_is_deterministic_and_disjoint():
+    from conftest import synthetic_interactions
 
-
-def test_split_is_deterministic_and_disjoint(ml100k):
-    X = ml100k.matrix
+    X = synthetic_interactions(n_users=400, n_items=60, seed=5)
     a = make_split(X, 100, 50, seed=7, folds=5)
     b = make_split(X, 100, 50, seed=7, folds=5)
     c = make_split(X, 100, 50, seed=8, folds=5)

@@ -1,4 +1,4 @@
-"""Strong-generalisation evaluation protocol (Mult-VAE / EASE / ELSA) and ranking metrics.
+"""Evaluation: the strong-generalisation protocol (Mult-VAE / EASE / ELSA) and the ranking metrics.
 
 Held-out users are never trained on. Each held-out user's items are shuffled with a seed; fold f
 uses the f-th fifth as targets and the rest as fold-in history. Recall@K = hits / min(K, |T|);
@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .errors import InputError
+from .ranking import rank_by_scores
 
 METRICS = ("recall@20", "recall@50", "ndcg@100")
 
@@ -95,14 +96,6 @@ def make_split(X: sp.csr_matrix, n_test: int = 1000, n_val: int = 0, seed: int =
     )
 
 
-def topk_unsorted_to_sorted(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores per row, best first (argpartition, then sort only k)."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
-
-
 def ranking_metrics(ranked: np.ndarray, targets: sp.csr_matrix, per_user: bool = False) -> dict:
     """Mean Recall@20, Recall@50 and nDCG@100 over users with a non-empty target set.
 
@@ -132,15 +125,11 @@ def ranking_metrics(ranked: np.ndarray, targets: sp.csr_matrix, per_user: bool =
 
 def rank_dense(score_fn: Callable[[sp.csr_matrix], np.ndarray], history: sp.csr_matrix, depth: int = 100,
                batch_size: int = 1024) -> np.ndarray:
-    """Top-`depth` item indices per user from a dense scorer; seen items are excluded."""
-    out = []
-    for s in range(0, history.shape[0], batch_size):
-        h = history[s:s + batch_size]
-        scores = np.array(score_fn(h), dtype=np.float32, copy=True)
-        r, c = h.nonzero()
-        scores[r, c] = -np.inf
-        out.append(topk_unsorted_to_sorted(scores, depth))
-    return np.vstack(out) if out else np.empty((0, depth), np.int64)
+    """Top-`depth` item indices per user from a dense scorer (seen items excluded; -1 padded).
+
+    Ranks with the shared `ranking.topk`, so ties break as in the index (smaller item first).
+    """
+    return rank_by_scores(score_fn, history, depth, exclude_seen=True, batch_size=batch_size)[0]
 
 
 def evaluate_ranker(rank_fn: Callable[[sp.csr_matrix], np.ndarray], folds: list) -> dict:

@@ -1,0 +1,81 @@
+"""The one training configuration, shared by the model classes, `spidx train` and the benchmark.
+
+Importing it does not import torch, so the CLI and the benchmark can validate options cheaply.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from spidx.errors import InputError
+
+from .schedules import SCHEDULES
+
+MODELS = ("elsa", "compressed-elsa", "ease")
+
+
+@dataclass
+class TrainConfig:
+    """Every training parameter of ELSA, Compressed ELSA and EASE (each model reads its own).
+
+    Attributes
+    ----------
+    model : str
+        'elsa', 'compressed-elsa' or 'ease'.
+    dim : int
+        Latent dimension d (ELSA, Compressed ELSA).
+    nnz : int or None
+        Compressed ELSA: non-zeros per item row k; EASE: optional row pruning to k (None = full B).
+    targets : tuple of int
+        Several k trained at once (overrides `nnz`): Compressed ELSA from one pruning trajectory, pruned
+        EASE from one inverse.
+    schedule, rewind, final_epochs
+        Compressed ELSA pruning schedule, lottery-ticket rewinding, epochs at the final k.
+    epochs, batch_size, lr, seed, max_output
+        ELSA optimisation (epochs per halving for Compressed ELSA); `max_output` samples outputs.
+    lam : list of float
+        EASE L2 strength; several are chosen between on validation users.
+    test_users, val_users : int
+        Users held out by `spidx train` for `spidx evaluate` and for model selection.
+    """
+
+    model: str = "compressed-elsa"
+    dim: int = 4096
+    nnz: int | None = 32
+    targets: tuple = ()
+    schedule: str = "exponential"
+    rewind: bool = True
+    epochs: int = 10
+    final_epochs: int | None = None
+    batch_size: int = 256
+    lr: float = 0.1
+    seed: int = 42
+    max_output: int | None = None
+    lam: list = field(default_factory=lambda: [500.0])
+    test_users: int = 0
+    val_users: int = 0
+
+    def validate(self) -> "TrainConfig":
+        """Raise InputError naming the first invalid parameter; returns self."""
+        if self.model not in MODELS:
+            raise InputError(f"unknown model '{self.model}' (choose from {', '.join(MODELS)})")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"unknown schedule '{self.schedule}' (choose from {', '.join(SCHEDULES)})")
+        for name in ("dim", "epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"{name.replace('_', '-')} must be positive")
+        if self.final_epochs is not None and self.final_epochs <= 0:
+            raise InputError("final-epochs must be positive")
+        if self.max_output is not None and self.max_output <= 0:
+            raise InputError("max-output must be positive")
+        if self.nnz is not None and not 0 < self.nnz <= (self.dim if self.model != "ease" else 10**9):
+            raise InputError(f"nnz must be in 1..{self.dim}, got {self.nnz}")
+        limit = self.dim if self.model != "ease" else 10**9
+        if self.targets and (self.model == "elsa" or any(not 0 < k <= limit for k in self.targets)):
+            raise InputError(f"several --nnz values need --model compressed-elsa (each in 1..{self.dim}) or ease")
+        if self.model == "compressed-elsa" and self.nnz is None and not self.targets:
+            raise InputError("compressed-elsa needs --nnz")
+        if not 0 < self.lr < float("inf") or not self.lam or any(not 0 < lam < float("inf") for lam in self.lam):
+            raise InputError("learning rate and lambda must be positive finite numbers")
+        if self.test_users < 0 or self.val_users < 0:
+            raise InputError("held-out user counts cannot be negative")
+        return self

@@ -87,8 +87,8 @@ def test_served_index_accuracy_equals_the_model_and_f16_is_close(trained, small_
     assert abs(results["f16"]["ndcg@100"] - results[None]["ndcg@100"]) < 0.002
 
 
-def test_evaluate_json_dash_prints_to_stdout(trained, ml100k_path):
-    r = CliRunner().invoke(main, ["evaluate", str(trained).replace("{k}", "16"), str(ml100k_path), "--json", "-"])
+def test_evaluate_json_dash_prints_to_stdout(trained, small_interactions_file):
+    r = CliRunner().invoke(main, ["evaluate", str(trained).replace("{k}", "16"), str(small_interactions_file), "--json", "-"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
     assert report["model"] == "compressed-elsa d=128 k=16" and 0 < report["metrics"]["ndcg@100"] < 1

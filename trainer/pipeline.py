@@ -66,15 +66,27 @@ def scorer(emb: Embeddings):
     return lambda h: elsa_scores(emb.matrix, h)
 
 
-def train_model(data: Interactions, cfg: TrainConfig, progress: bool = True) -> Embeddings:
+def train_model(data: Interactions, cfg: TrainConfig, progress: bool = True, **runtime) -> Embeddings:
     """Train `cfg.model` on every user except the held-out test/validation users."""
-    models = train_models(data, cfg, progress)
+    models = train_models(data, cfg, progress, **runtime)
     return next(iter(models.values()))
 
 
-def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) -> dict:
-    """Like `train_model`; Compressed ELSA with several `cfg.targets` returns {k: Embeddings}."""
+def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True, *, device: str = "cpu",
+                 distributed: bool = False, checkpoint: str | None = None, resume: bool = False) -> dict:
+    """Like `train_model`; Compressed ELSA with several `cfg.targets` returns {k: Embeddings}.
+
+    Runtime options of the ELSA models (they do not change the model): `device` (cpu, cuda, auto),
+    `distributed` (data-parallel under torchrun, `trainer/distributed.py`), `checkpoint` (a file
+    rewritten atomically after every epoch / phase) and `resume` (continue from it).
+    """
     cfg.validate()
+    if cfg.model == "ease" and (distributed or checkpoint):
+        raise InputError("EASE is solved in closed form: --distributed and --checkpoint apply to the ELSA models")
+    if cfg.model == "elsa" and resume and cfg.val_users:
+        raise InputError("--resume of dense ELSA with --val-users is not supported: the best-epoch choice "
+                         "would forget the epochs before the checkpoint")
+    runtime = {"device": device, "distributed": distributed, "checkpoint": checkpoint, "resume": resume}
     t0 = time.perf_counter()
     split = make_split(data.matrix, cfg.test_users, cfg.val_users, cfg.seed) if cfg.test_users or cfg.val_users \
         else None
@@ -111,7 +123,7 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
 
         logs = []
         matrix = train_elsa(train, cfg.dim, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.max_output,
-                            progress, on_epoch=on_epoch, logs=logs)
+                            progress, on_epoch=on_epoch, logs=logs, **runtime)
         if val:
             matrix = best.pop("embeddings")
         meta.update(d=cfg.dim, k=None, best_epoch=best["epoch"], selected=history[best["epoch"] - 1] if val else {},
@@ -122,7 +134,7 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
         select = (lambda a: evaluate_scorer(lambda h: elsa_scores(a, h), val)["ndcg@100"]) if val else None
         result = train_compressed_elsa(train, cfg.dim, targets, cfg.schedule, cfg.rewind, cfg.epochs,
                                        cfg.batch_size, cfg.lr, cfg.seed, cfg.max_output, progress, phases, select,
-                                       cfg.final_epochs)
+                                       cfg.final_epochs, **runtime)
         meta.update(d=cfg.dim, schedule=cfg.schedule, rewind=cfg.rewind, train_seconds=round(time.perf_counter() - t0, 2),
                     phases=[{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in p.items()} for p in phases])
         out = {}

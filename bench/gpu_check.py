@@ -1,6 +1,6 @@
 """GPU check: train one small Compressed ELSA on CPU and on CUDA; compare speed and results.
 
-    python -m spidx.bench.gpu_check [--items 4000 --users 12000 --dim 512 --nnz 16 --epochs 2]
+    python -m spidx.bench.gpu_check [--items 4000 --users 8000 --dim 256 --nnz 16 --epochs 2]
 
 Prints (1) seconds per batch of the fixed-k engine, numba vs torch on CPU (same process, medians):
 the reason numba stays the CPU default; (2) seconds per epoch of the same training run on CPU and on
@@ -75,9 +75,9 @@ def train_once(X, args, device: str):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--items", type=int, default=4000)
-    p.add_argument("--users", type=int, default=12000)
+    p.add_argument("--users", type=int, default=8000)
     p.add_argument("--per-user", type=int, default=20)
-    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--dim", type=int, default=256)
     p.add_argument("--nnz", type=int, default=16)
     p.add_argument("--epochs", type=int, default=2, help="epochs per halving and at the final k")
     p.add_argument("--batch-size", type=int, default=256)

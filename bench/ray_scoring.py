@@ -77,7 +77,7 @@ def main(argv=None):
         assert baseline_rows == args.users
         print(f"| in-process HistoryScorer (no Ray) | {base:.1f} | {args.users / base:,.0f} | 1.00 |", flush=True)
         for workers in args.workers:
-            ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False, object_store_memory=2 * 2**30)
             ray.data.DataContext.get_current().enable_progress_bars = False
             out = os.path.join(tmp, f"out-{workers}")
             t0 = time.perf_counter()

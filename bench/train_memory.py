@@ -11,10 +11,12 @@ prediction of the formula below, and the median seconds per batch.
 
 Formula (float32 = 4 B; n = items, d = dimension, k = non-zeros per row, b = batch, o = outputs per
 batch = n, or --max-output when sampling):
-    dense phase  ~ n*d*4 B * 6   (weight, gradient, 2 NAdam moments, normalised Â, its backward temporary)
-    masked phase ~ n*d*4 B * 8   (+ the 0/1 mask and the masked weight)
-    fixed-k      ~ n*k*(4 B * 6 + 4 B cols)   (values, gradient, 2 moments, normalised, backward; int32 cols)
+    dense phase  ~ n*d*4 B * 7   (weight, gradient, 2 NAdam moments, normalised Â, backward temporaries)
+    masked phase ~ n*d*4 B * 9   (+ the 0/1 mask and the masked weight)
+    fixed-k      ~ n*k*(4 B * 8 + 4 B cols) + 0.45 GiB (values, gradient, 2 moments, normalised and its
+                   backward temporaries; int32 cols; the constant is numba's compiled kernels and runtime)
     every phase  + b*o*4 B * 6   (scores, prediction, target, normalised copies, their gradients)
+The multipliers were fitted on the default runs (bench/README.md, "Beyond one machine").
 Not counted: the Xavier init kept for rewinding (n*d*4 B for the whole run; n*k when not rewinding is
 not possible either: the init is drawn dense) and the interactions matrix.
 """
@@ -30,12 +32,13 @@ import time
 
 import numpy as np
 
-FACTORS = {"dense": 6, "masked": 8}
+FACTORS = {"dense": 7, "masked": 9}
+NUMBA_RUNTIME_BYTES = 0.45 * 2**30
 
 DEFAULT_RUNS = [  # (items, phase, dim, nnz, max_output)
     (100_000, "dense", 1024, None, None),
     (100_000, "dense", 1024, None, 20_000),
-    (100_000, "masked", 1024, 512, 20_000),
+    (100_000, "masked", 1024, 768, 20_000),
     (100_000, "fixed-k", 1024, 32, None),
     (100_000, "fixed-k", 1024, 32, 20_000),
     (1_000_000, "dense", 128, None, 20_000),
@@ -48,7 +51,7 @@ def predicted_bytes(items, phase, dim, nnz, max_output, batch_size) -> float:
     outputs = items if max_output is None else max_output
     batch = batch_size * outputs * 4 * 6
     if phase == "fixed-k":
-        return items * nnz * (4 * 6 + 4) + batch
+        return items * nnz * (4 * 8 + 4) + NUMBA_RUNTIME_BYTES + batch
     return items * dim * 4 * FACTORS[phase] + batch
 
 

@@ -210,9 +210,9 @@ class SparseEngine(torch.nn.Module):
 
 def batch_loss(engine, batch: Batch) -> torch.Tensor:
     """NMSE of ReLU(x Â Â_outᵀ − x_out) against x_out, times the batch's share of the global batch."""
-    target = batch.target.to(engine.device)
-    pred = torch.relu(engine.raw_scores(batch) - target)
-    loss = nmse_loss(pred, F.normalize(target, dim=1))
+    batch.target = batch.target.to(engine.device)  # the engines read the batch's inputs from it
+    pred = torch.relu(engine.raw_scores(batch) - batch.target)
+    loss = nmse_loss(pred, F.normalize(batch.target, dim=1))
     return loss if batch.weight == 1.0 else loss * batch.weight
 
 

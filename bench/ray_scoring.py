@@ -1,6 +1,6 @@
 """Ray batch-scoring throughput: users per second with 1 and 2 local workers (the `[ray]` extra).
 
-    python -m spidx.bench.ray_scoring [--users 1000000 --items 20000 --dim 4096 --nnz 32 --workers 1 2]
+    python -m spidx.bench.ray_scoring [--users 1000000 --items 2000 --dim 1024 --nnz 16 --workers 1 2]
 
 Builds a synthetic index (items x d, k non-zeros per row) and `--users` synthetic histories
 (`--per-user` items each, ~1% of them unknown ids) as Parquet files, then times `spidx score`'s
@@ -49,9 +49,9 @@ def build_fixture(folder, users, items, dim, nnz, per_user, files, seed=0):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=1_000_000)
-    p.add_argument("--items", type=int, default=20_000)
-    p.add_argument("--dim", type=int, default=4096)
-    p.add_argument("--nnz", type=int, default=32)
+    p.add_argument("--items", type=int, default=2_000)
+    p.add_argument("--dim", type=int, default=1024)
+    p.add_argument("--nnz", type=int, default=16)
     p.add_argument("--per-user", type=int, default=10)
     p.add_argument("--files", type=int, default=8)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])

@@ -1,4 +1,4 @@
-"""`spidx` command line: train, evaluate, build, query, info, segments, explain, bench."""
+"""`spidx` command line: train, evaluate, build, query, score, info, segments, explain, bench."""
 from __future__ import annotations
 
 import sys
@@ -35,9 +35,9 @@ def main():
 
 
 def _register():
-    from . import bench_commands, index_commands, segment_commands, train_commands
+    from . import bench_commands, index_commands, score_commands, segment_commands, train_commands
 
-    for module in (train_commands, index_commands, segment_commands, bench_commands):
+    for module in (train_commands, index_commands, score_commands, segment_commands, bench_commands):
         module.register(main)
 
 

@@ -7,6 +7,7 @@ import click
 
 from spidx.atomic import STDOUT, atomic_path, check_outputs
 from spidx.embeddings import load_embeddings
+from spidx.errors import InputError
 from spidx.evaluation import METRICS
 
 from .common import interaction_options, load_interactions, pop_interaction_options, positive
@@ -65,8 +66,16 @@ def _nnz_list(ctx, param, value):
               help="Hold out users for model selection (ELSA, Compressed ELSA: best (final) epoch; EASE: best lambda).")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--device", default="auto", show_default=True,
+              help="ELSA models: auto (cuda when torch sees a GPU), cpu, cuda or cuda:N.")
+@click.option("--distributed", is_flag=True,
+              help="Data-parallel over torchrun's processes: torchrun --nproc_per_node=N $(which spidx) train ... "
+                   "--distributed (gloo on CPU, nccl on GPU; rank 0 writes).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="ELSA models: checkpoint file rewritten atomically after every epoch / pruning phase.")
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint when it exists.")
 @interaction_options
-def train(interactions, out, quiet, **kw):
+def train(interactions, out, quiet, device, distributed, checkpoint, resume, **kw):
     """Train item embeddings on an INTERACTIONS file (CSV/TSV/.npz) and write them to --out."""
     from spidx.trainer.config import TrainConfig
     from spidx.trainer.pipeline import train_models  # torch is imported only here
@@ -78,9 +87,19 @@ def train(interactions, out, quiet, **kw):
     cfg = TrainConfig(nnz=nnz[0], targets=tuple(nnz) if len(nnz) > 1 else (), **kw)
     cfg.validate()
     check_outputs([out.replace("{k}", str(k)) for k in nnz], [interactions])
+    if resume and checkpoint is None:
+        raise InputError("--resume needs --checkpoint PATH")
+    from spidx.trainer.distributed import init_from_env, is_main_process
+
+    if distributed:
+        device = init_from_env(device)[2]
+    main = is_main_process()
     data = load_interactions(interactions, **read_options)
-    click.echo(f"{data.n_users} users x {data.n_items} items, {data.matrix.nnz} interactions", err=True)
-    for k, model in train_models(data, cfg, progress=not quiet).items():
+    if main:
+        click.echo(f"{data.n_users} users x {data.n_items} items, {data.matrix.nnz} interactions", err=True)
+    models = train_models(data, cfg, progress=not quiet and main, device=device, distributed=distributed,
+                          checkpoint=checkpoint, resume=resume)
+    for k, model in models.items() if main else ():  # under torchrun only rank 0 writes
         path = out.replace("{k}", str(k))
         model.save(path)
         emb = model.to_embeddings()

@@ -18,7 +18,10 @@ from tqdm.auto import tqdm
 
 from spidx.errors import InputError
 
-from .elsa import BatchSampler, DenseEngine, SparseEngine, check_interactions, fit, xavier_uniform
+from .checkpoint import Checkpointer
+from .distributed import agree_on_support
+from .elsa import (BatchSampler, DenseEngine, SparseEngine, check_interactions, fit, process_shard, resolve_device,
+                   xavier_uniform)
 from .schedules import Phase, schedule
 
 # Use the fixed-k engine once k <= dim / SPARSE_ENGINE_RATIO: on ML-1M (d=4096, batch 256, 2 cores) a batch
@@ -32,13 +35,13 @@ def topk_support(engine, k: int) -> np.ndarray:
         vals = engine.vals.detach().abs()
         if k >= vals.shape[1]:
             return engine.cols.copy()
-        pick = torch.topk(vals, k, dim=1).indices.numpy()
+        pick = torch.topk(vals, k, dim=1).indices.cpu().numpy()
         cols = np.take_along_axis(engine.cols, pick, axis=1)
     else:
         w = engine.weight.detach()
         if engine.mask is not None:
             w = w * engine.mask
-        cols = torch.topk(w.abs(), k, dim=1).indices.numpy()
+        cols = torch.topk(w.abs(), k, dim=1).indices.cpu().numpy()
     return np.sort(cols, axis=1).astype(np.int32)
 
 
@@ -46,9 +49,10 @@ def current_values(engine, cols: np.ndarray) -> torch.Tensor:
     """The current normalised Â at the support `cols` (a subset of the engine's support)."""
     if isinstance(engine, SparseEngine):
         a = F.normalize(engine.vals.detach(), dim=1)
-        return torch.gather(a, 1, torch.from_numpy(_positions_in_rows(engine.cols, cols)))
-    a = torch.from_numpy(engine.embeddings())
-    return torch.gather(a, 1, torch.from_numpy(cols).long())
+        return torch.gather(a, 1, torch.from_numpy(_positions_in_rows(engine.cols, cols)).to(engine.device))
+    with torch.no_grad():
+        a = F.normalize(engine._masked(), dim=1)
+    return torch.gather(a, 1, torch.from_numpy(cols).to(engine.device, torch.int64))
 
 
 def _positions_in_rows(row_cols: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -59,33 +63,63 @@ def _positions_in_rows(row_cols: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return flat.reshape(wanted.shape) - np.arange(n, dtype=np.int64)[:, None] * width
 
 
-def make_engine(cols: np.ndarray, values: torch.Tensor, dim: int):
-    """Dense masked engine for large k, fixed-k engine once rows are sparse enough."""
+def make_engine(cols: np.ndarray, values: torch.Tensor, dim: int, device: torch.device | str = "cpu",
+                backend: str | None = None):
+    """Dense masked engine for large k, fixed-k engine (`backend`: numba / torch) once rows are sparse enough."""
     n, k = cols.shape
     if k * SPARSE_ENGINE_RATIO <= dim:
-        return SparseEngine(cols, values, dim)
-    rows = torch.arange(n)[:, None].expand(n, k)
-    idx = (rows, torch.from_numpy(cols).long())
-    weights = torch.zeros(n, dim).index_put(idx, values)
-    mask = torch.zeros(n, dim).index_put(idx, torch.ones(n, k))
-    return DenseEngine(weights, mask)
+        return SparseEngine(cols, values, dim, device=device, backend=backend)
+    values = values.to(device)
+    rows = torch.arange(n, device=device)[:, None].expand(n, k)
+    idx = (rows, torch.from_numpy(cols).to(device, torch.int64))
+    weights = torch.zeros(n, dim, device=device).index_put(idx, values)
+    mask = torch.zeros(n, dim, device=device).index_put(idx, torch.ones(n, k, device=device))
+    return DenseEngine(weights, mask, device=device)
 
 
-def restart_phase(engine, init: torch.Tensor, k: int, rewind: bool, dim: int):
-    """Next phase's engine: top-k support of the current Â, rewound to `init` or kept as is."""
-    cols = topk_support(engine, k)
+def restart_phase(engine, init: torch.Tensor, k: int, rewind: bool, dim: int, backend: str | None = None):
+    """Next phase's engine (on the same device): top-k support of the current Â, rewound to `init` or kept.
+
+    Under torch.distributed the support is rank 0's, checked equal on every process.
+    """
+    cols = agree_on_support(topk_support(engine, k), engine.device)
     if rewind:
         values = torch.gather(init, 1, torch.from_numpy(cols).long())
     else:
         values = current_values(engine, cols)
-    return make_engine(cols, values, dim)
+    return make_engine(cols, values, dim, engine.device, backend)
+
+
+def engine_state(engine) -> dict:
+    """The arrays that rebuild `engine` exactly (checkpoints)."""
+    if isinstance(engine, SparseEngine):
+        return {"engine.cols": engine.cols, "engine.vals": engine.vals.detach().cpu().numpy()}
+    state = {"engine.weight": engine.weight.detach().cpu().numpy()}
+    if engine.mask is not None:
+        n = engine.mask.shape[0]
+        state["engine.mask_cols"] = engine.mask.nonzero()[:, 1].reshape(n, -1).cpu().numpy().astype(np.int32)
+    return state
+
+
+def engine_from_state(arrays: dict, dim: int, device, backend: str | None):
+    """Inverse of `engine_state`."""
+    if "engine.cols" in arrays:
+        return SparseEngine(arrays["engine.cols"], torch.from_numpy(arrays["engine.vals"]), dim, device, backend)
+    weight = torch.from_numpy(arrays["engine.weight"])
+    if "engine.mask_cols" not in arrays:
+        return DenseEngine(weight, device=device)
+    cols = torch.from_numpy(arrays["engine.mask_cols"]).long()
+    mask = torch.zeros_like(weight).scatter_(1, cols, 1.0)
+    return DenseEngine(weight, mask, device=device)
 
 
 def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str = "exponential",
                           rewind: bool = True, epochs: int = 10, batch_size: int = 256, lr: float = 0.1,
                           seed: int = 42, max_output: int | None = None, progress: bool = True,
                           phase_log: list | None = None, select=None,
-                          final_epochs: int | None = None, callback=None) -> dict[int, sp.csr_matrix]:
+                          final_epochs: int | None = None, callback=None, *, device: str | torch.device = "cpu",
+                          fixed_k_backend: str | None = None, distributed: bool = False,
+                          checkpoint: str | None = None, resume: bool = False) -> dict[int, sp.csr_matrix]:
     """Train Compressed ELSA; returns Â (CSR, exactly k non-zeros per row, unit rows) per target k.
 
     With the exponential schedule one pruning trajectory serves every target: its first phases do
@@ -95,6 +129,11 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     `select(embeddings) -> float` (e.g. validation nDCG) keeps, per target, the final-phase epoch that
     scores best instead of the last one. `callback(epoch, seconds, loss)` is called after every epoch
     (epochs counted over all phases).
+    scores best instead of the last one.
+    `device`: cpu, cuda or auto; `fixed_k_backend`: numba (CPU default) or torch (any device).
+    `distributed`: data-parallel over an initialised torch.distributed group (`trainer/distributed.py`).
+    `checkpoint`: a file rewritten atomically after every phase (rank 0 only); with `resume` a run
+    continues after the last finished phase (the same result as an uninterrupted run).
     """
     X = check_interactions(X)
     targets = sorted({int(k) for k in targets}, reverse=True)
@@ -102,12 +141,27 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
         raise InputError("give at least one target nnz")
     for k in targets:
         schedule(schedule_name, dim, k, epochs, final_epochs)  # validates
+    device = resolve_device(device)
     log = phase_log if phase_log is not None else []
     gen = torch.Generator().manual_seed(seed)
     init = xavier_uniform(X.shape[1], dim, gen)
     rng = np.random.default_rng(seed)
-    sampler = BatchSampler(X, batch_size, max_output, rng)
+    sampler = BatchSampler(X, batch_size, max_output, rng, shard=process_shard(distributed))
     torch.manual_seed(seed)
+    ckpt = Checkpointer(checkpoint, {
+        "model": "compressed-elsa", "items": X.shape[1], "users": X.shape[0], "nnz": int(X.nnz), "dim": dim,
+        "targets": targets, "schedule": schedule_name, "rewind": rewind, "epochs": epochs,
+        "final_epochs": final_epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "max_output": max_output,
+        "selects": select is not None}, rng)
+    restored = ckpt.load() if resume and ckpt.exists() else None
+    results = {}
+    if restored is not None:
+        log.extend(restored.meta["log"])
+        for k in restored.meta["finished"]:
+            a = restored.arrays
+            results[k] = sp.csr_matrix((a[f"result.{k}.data"], a[f"result.{k}.indices"], a[f"result.{k}.indptr"]),
+                                       shape=(X.shape[1], dim))
+    steps_done = restored.meta["steps"] if restored is not None else 0
 
     if schedule_name == "exponential":
         plans = {k: schedule(schedule_name, dim, k, epochs, final_epochs) for k in targets}
@@ -138,7 +192,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
             return keep_best(eng, epoch_log) if final and select is not None else {}
 
         logs = fit(engine, sampler, phase.epochs, lr, desc=f"{label} k={phase.nnz}", progress=progress,
-                   on_epoch=on_epoch)
+                   on_epoch=on_epoch, distributed=distributed)
         entry = {"phase": label, "nnz": phase.nnz, "epochs": phase.epochs,
                  "engine": "sparse" if isinstance(engine, SparseEngine) else "dense",
                  "seconds": time.perf_counter() - t0, "loss": logs[-1].loss}
@@ -149,29 +203,70 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
         bar.set_postfix(k=phase.nnz, loss=f"{entry['loss']:.3e}", engine=entry["engine"])
         return best["embeddings"] if best["embeddings"] is not None else engine.embeddings()
 
-    results, epochs_done = {}, [0]
+    epochs_done = [0]  # epochs trained in this run, over all phases (for `callback`)
+    step = 0  # phases started so far; phases before `steps_done` were finished by the checkpointed run
+
+    def pending(phase: Phase) -> bool:
+        nonlocal step
+        step += 1
+        if step <= steps_done:
+            bar.update(phase.epochs)
+        return step > steps_done
+
+    def resumed(engine):
+        """The checkpoint's engine at the first phase after it, `engine` otherwise."""
+        nonlocal restored
+        if restored is None:
+            return engine
+        state, restored = restored, None
+        return engine_from_state(state.arrays, dim, device, fixed_k_backend)
+
+    def save(engine):
+        arrays = engine_state(engine)
+        for k, m in results.items():
+            arrays.update({f"result.{k}.data": m.data, f"result.{k}.indices": m.indices,
+                           f"result.{k}.indptr": m.indptr})
+        ckpt.save({"steps": step, "finished": sorted(results), "log": log}, arrays)
+
+    def restart(engine, k):
+        return restart_phase(engine, init, k, rewind, dim, fixed_k_backend)
+
     if schedule_name == "exponential":
-        engine = DenseEngine(init)
+        engine = DenseEngine(init, device=device)
         for i, phase in enumerate(trajectory + [None]):
             if i in branch_at:
                 k = branch_at[i]
-                final = restart_phase(engine, init, k, rewind, dim)
-                results[k] = run_phase(final, plans[k][-1], f"final k={k}")
+                if pending(plans[k][-1]):
+                    engine = resumed(engine)
+                    results[k] = _as_csr(run_phase(restart(engine, k), plans[k][-1], f"final k={k}"))
+                    save(engine)  # the trajectory goes on from `engine`, not from the branch
             if phase is None or i >= max(branch_at):
                 break
-            if i > 0:
-                engine = restart_phase(engine, init, phase.nnz, rewind, dim)
-            run_phase(engine, phase, f"phase {i}")
+            if pending(phase):
+                engine = resumed(engine)
+                if i > 0:
+                    engine = restart(engine, phase.nnz)
+                run_phase(engine, phase, f"phase {i}")
+                save(engine)
     else:
+        engine = None
         for k in targets:
-            engine = DenseEngine(init)
             phases = schedule(schedule_name, dim, k, epochs, final_epochs)
             for i, phase in enumerate(phases):
+                if not pending(phase):
+                    continue
+                if i == 0:  # each target's run starts from the dense init
+                    engine, restored = DenseEngine(init, device=device), None
+                else:
+                    engine = resumed(engine)
                 if i > 0 or phase.nnz < dim:
-                    engine = restart_phase(engine, init, phase.nnz, rewind, dim)
-                results[k] = run_phase(engine, phase, f"final k={k}" if i == len(phases) - 1 else f"phase {i}")
+                    engine = restart(engine, phase.nnz)
+                emb = run_phase(engine, phase, f"final k={k}" if i == len(phases) - 1 else f"phase {i}")
+                if i == len(phases) - 1:
+                    results[k] = _as_csr(emb)
+                save(engine)
     bar.close()
-    return {k: _as_csr(results[k]) for k in targets}
+    return {k: results[k] for k in targets}
 
 
 def _as_csr(emb) -> sp.csr_matrix:

@@ -68,7 +68,8 @@ class _ItemModel(_RecommenderBase):
 
     # ---- fitting ------------------------------------------------------------------------------
 
-    def fit(self, user_items, show_progress: bool = True, callback=None, validation=None):
+    def fit(self, user_items, show_progress: bool = True, callback=None, validation=None, *, device: str = "auto",
+            distributed: bool = False, checkpoint: str | None = None, resume: bool = False):
         """Train on a users x items CSR matrix of interactions (non-zeros = consumed; values ignored).
 
         Parameters
@@ -81,6 +82,14 @@ class _ItemModel(_RecommenderBase):
             ``callback(epoch, seconds, loss)`` after every training epoch (ELSA, Compressed ELSA).
         validation : list of spidx.evaluation.FoldIn, optional
             Held-out users for model selection (best epoch, best λ); their metrics land in `meta`.
+        device : str
+            ELSA models: "auto" (CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N".
+        distributed : bool
+            ELSA models: data-parallel over an initialised torch.distributed group (torchrun; see
+            `spidx.trainer.distributed`); every process calls `fit` on the same data.
+        checkpoint, resume : str or None, bool
+            ELSA models: a checkpoint file rewritten atomically after every epoch / pruning phase, and
+            whether to continue from it (the result equals an uninterrupted run).
 
         Returns
         -------
@@ -91,13 +100,20 @@ class _ItemModel(_RecommenderBase):
             raise InputError("user_items holds no interactions")
         t0 = time.perf_counter()
         self._index = None
-        self._fit(X, show_progress, callback, validation or [])
+        runtime = {"device": device, "distributed": distributed, "checkpoint": checkpoint, "resume": resume}
+        if self.name == "ease" and (distributed or checkpoint):
+            raise InputError("EASE is solved in closed form: distributed training and checkpoints apply to the "
+                             "ELSA models")
+        if self.name == "elsa" and resume and validation:
+            raise InputError("resuming dense ELSA with validation users is not supported: the best-epoch choice "
+                             "would forget the epochs before the checkpoint")
+        self._fit(X, show_progress, callback, validation or [], **runtime)
         self.meta.update(model=self.name, config=asdict(self.config), train_seconds=round(time.perf_counter() - t0, 2))
         if self.item_ids is None or len(self.item_ids) != X.shape[1]:
             self.item_ids = np.arange(X.shape[1])
         return self
 
-    def _fit(self, X, show_progress, callback, validation):  # pragma: no cover - abstract
+    def _fit(self, X, show_progress, callback, validation, **runtime):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _check_fitted(self):
@@ -378,7 +394,7 @@ class ELSA(_ItemModel):
         super().__init__(TrainConfig(model=self.name, dim=dim, nnz=None, epochs=epochs, batch_size=batch_size,
                                      lr=lr, seed=seed, max_output=max_output))
 
-    def _fit(self, X, show_progress, callback, validation):
+    def _fit(self, X, show_progress, callback, validation, **runtime):
         from .elsa import elsa_scores, train_elsa
 
         history, best = [], {"ndcg@100": -1.0, "epoch": self.config.epochs}
@@ -397,7 +413,7 @@ class ELSA(_ItemModel):
 
         c, logs = self.config, []
         A = train_elsa(X, c.dim, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=c.seed,
-                       max_output=c.max_output, progress=show_progress, on_epoch=on_epoch, logs=logs)
+                       max_output=c.max_output, progress=show_progress, on_epoch=on_epoch, logs=logs, **runtime)
         self.embeddings = best.pop("embeddings") if validation else A
         self.meta.update(d=c.dim, k=None, best_epoch=best["epoch"], validation=history,
                          selected=history[best["epoch"] - 1] if validation else {},
@@ -435,7 +451,7 @@ class CompressedELSA(_ItemModel):
                                      schedule=schedule, rewind=rewind, epochs=epochs, final_epochs=final_epochs,
                                      batch_size=batch_size, lr=lr, seed=seed, max_output=max_output))
 
-    def _fit(self, X, show_progress, callback, validation):
+    def _fit(self, X, show_progress, callback, validation, **runtime):
         from .compressed import train_compressed_elsa
         from .elsa import elsa_scores
 
@@ -447,7 +463,7 @@ class CompressedELSA(_ItemModel):
         result = train_compressed_elsa(X, dim=c.dim, targets=targets, schedule_name=c.schedule, rewind=c.rewind,
                                        epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=c.seed,
                                        max_output=c.max_output, progress=show_progress, phase_log=phases,
-                                       select=select, final_epochs=c.final_epochs, callback=callback)
+                                       select=select, final_epochs=c.final_epochs, callback=callback, **runtime)
         self.meta.update(d=c.dim, schedule=c.schedule, rewind=c.rewind,
                          phases=[{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in p.items()}
                                  for p in phases])
@@ -502,7 +518,7 @@ class EASE(_ItemModel):
                                      targets=tuple(ks) if len(ks) > 1 else (),
                                      lam=[float(x) for x in np.atleast_1d(lam)]))
 
-    def _fit(self, X, show_progress, callback, validation):
+    def _fit(self, X, show_progress, callback, validation, **runtime):
         from .ease import fit_ease, fit_pruned_ease, prune_rows
 
         c = self.config

@@ -12,11 +12,13 @@ from .config import TrainConfig
 from .models import _ItemModel, model_from_config
 
 
-def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) -> dict:
+def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True, *, device: str = "cpu",
+                 distributed: bool = False, checkpoint: str | None = None, resume: bool = False) -> dict:
     """Train `cfg.model` on every user except the held-out test/validation users.
 
     Returns {k: fitted model} (one entry; Compressed ELSA with several `cfg.targets`: one per k). Each
-    model's `meta` records the config, the data's fingerprint and the held-out split.
+    model's `meta` records the config, the data's fingerprint and the held-out split. The runtime
+    options of the ELSA models (they do not change the model) are those of `_ItemModel.fit`.
     """
     cfg.validate()
     split = make_split(data.matrix, cfg.test_users, cfg.val_users, cfg.seed) if cfg.test_users or cfg.val_users \
@@ -27,7 +29,8 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True) ->
     model.meta["data"] = {"source": data.source, "fingerprint": data.fingerprint(), "users": data.n_users,
                           "items": data.n_items, "interactions": int(data.matrix.nnz),
                           "train_users": int(train.shape[0])}
-    model.fit(train, show_progress=progress, validation=split.validation if split else [])
+    model.fit(train, show_progress=progress, validation=split.validation if split else [], device=device,
+              distributed=distributed, checkpoint=checkpoint, resume=resume)
     if model.embeddings_per_k:
         return {k: model.at(k) for k in (tuple(cfg.targets) or (cfg.nnz,))}
     return {model.meta.get("k"): model}

@@ -60,7 +60,7 @@ def test_tiled_catalogue_keeps_each_tile_and_history_in_one_tile():
 
 
 def test_recall_counts_ties_and_duplicates_once():
-    A = sp.csr_matrix(np.array([[1.0], [1.0], [0.5]] + [[0.0]] * 0, np.float32))
+    A = sp.csr_matrix(np.array([[1.0], [1.0], [0.5]], np.float32))
     U = np.ones((1, 1), np.float32)
     H = sp.csr_matrix((1, 3), dtype=np.float32)
     truth = scale.Truth.__new__(scale.Truth)

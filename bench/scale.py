@@ -18,8 +18,8 @@ Catalogue kinds (rows L2-normalised, signed values):
 Every method answers u = x Â (seen items excluded, top-100) in one process on one thread; recall@100
 is measured against the exact top-100 of the method's own embeddings (sparse methods against the
 exact sparse scores, FAISS against the exact dense scores), with ties at the 100th score counted
-as hits. Each (kind, size) cell is written to ``OUT/cells/``; ``--report`` merges every cell found
-(plus ``--merge`` files) into ``scale.json``, ``scale.md`` and one ``scale-<kind>.png`` per kind,
+as hits. Each (kind, size, methods) cell is written to ``OUT/cells/``; the report step merges every cell
+found (cells of one catalogue measured by separate runs are united; plus ``--merge`` files) into ``scale.json``, ``scale.md`` and one ``scale-<kind>.png`` per kind,
 and evaluates the issue-10 goals from those numbers.
 """
 from __future__ import annotations
@@ -889,8 +889,20 @@ def load_cells(paths) -> list:
             with open(f) as fh:
                 obj = json.load(fh)
             for c in obj.get("cells", [obj] if "kind" in obj and "results" in obj else []):
-                cells[(c["kind"], c["n_items"])] = c  # later files replace earlier ones
+                key = (c["kind"], c["n_items"])
+                cells[key] = _merge_cell(cells[key], c) if key in cells else c
     return _size_order(list(cells.values()))
+
+
+def _merge_cell(old: dict, new: dict) -> dict:
+    """One catalogue measured by several runs (e.g. methods run separately): results are united, a
+    (method, setting) measured twice keeps the later file's numbers."""
+    merged = {**old, **{k: v for k, v in new.items() if v is not None}}
+    results = {(r["method"], r["setting"]): r for r in old["results"]}
+    results.update({(r["method"], r["setting"]): r for r in new["results"]})
+    merged["results"] = list(results.values())
+    merged["notes"] = list(dict.fromkeys(old.get("notes", []) + new.get("notes", [])))
+    return merged
 
 
 def write_report(out_dir: str, extra_paths=()) -> dict:
@@ -979,7 +991,7 @@ def main(argv=None) -> int:
                 for kind in args.kinds:
                     cell = run_cell(kind, size, args, trained, bandwidth, pinned)
                     cell["argv"] = sys.argv[1:] if argv is None else list(argv)
-                    path = os.path.join(args.out, "cells", f"scale-{kind}-{cell['n_items']}.json")
+                    path = os.path.join(args.out, "cells", f"scale-{kind}-{cell['n_items']}-{'+'.join(args.methods)}.json")
                     with open(path + ".tmp", "w") as f:
                         json.dump(cell, f, indent=1)
                     os.replace(path + ".tmp", path)

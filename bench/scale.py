@@ -651,7 +651,9 @@ def build_catalogue(kind, target, args, trained) -> Catalogue:
     return cat
 
 
-def run_cell(kind, size_label, args, trained, bandwidth, pinned) -> dict:
+def run_cell(kind, size_label, args, trained, bandwidth, pinned, save=lambda cell: None) -> dict:
+    """Measure every requested method on one catalogue; `save(cell)` runs after each method (partial cells
+    survive an interrupted run)."""
     target = parse_size(size_label)
     t0 = time.perf_counter()
     cat = build_catalogue(kind, target, args, trained)
@@ -672,8 +674,10 @@ def run_cell(kind, size_label, args, trained, bandwidth, pinned) -> dict:
         res, notes = run_spidx(cat, U, truth, args, bandwidth)
         cell["results"] += res
         cell["notes"] += notes
+        save(cell)
     if "scipy" in methods:
         cell["results"] += run_scipy(cat, U, truth, args, bandwidth)
+        save(cell)
     dense_methods = [m for m in ("faiss-hnsw", "faiss-ivf", "faiss-ivfpq") if m in methods]
     if dense_methods and cat.dense is None:
         cell["notes"].append("FAISS on a dense model: only the tiled catalogue has one (pass --dense); skipped")
@@ -682,6 +686,7 @@ def run_cell(kind, size_label, args, trained, bandwidth, pinned) -> dict:
         dtruth = Truth(cat.dense, Ud, H)
         for m in dense_methods:
             cell["results"] += run_faiss(m, cat.dense, Ud, H, dtruth, args)
+            save(cell)
     if any(m in methods for m in ("faiss-hnsw", "faiss-ivf", "faiss-ivfpq", "hnsw-sparse")):
         cell["notes"].append("FAISS: one search call per query with an IDSelector skipping its seen items "
                              "(no per-query exclusion in one batched call), so batched = that loop, timed and scored on the "
@@ -695,6 +700,7 @@ def run_cell(kind, size_label, args, trained, bandwidth, pinned) -> dict:
             dense = A.toarray()
             cell["results"] += run_faiss("hnsw-sparse", dense, U, H, truth, args)
             del dense
+            save(cell)
     if "seismic" in methods:
         res, notes = run_seismic(cat, U, truth, args)
         cell["results"] += res
@@ -989,13 +995,17 @@ def main(argv=None) -> int:
             log(f"one-thread read bandwidth {bandwidth / 1e9:.1f} GB/s")
             for size in args.sizes:
                 for kind in args.kinds:
-                    cell = run_cell(kind, size, args, trained, bandwidth, pinned)
-                    cell["argv"] = sys.argv[1:] if argv is None else list(argv)
-                    path = os.path.join(args.out, "cells", f"scale-{kind}-{cell['n_items']}-{'+'.join(args.methods)}.json")
-                    with open(path + ".tmp", "w") as f:
-                        json.dump(cell, f, indent=1)
-                    os.replace(path + ".tmp", path)
-                    log(f"wrote {path} ({cell['seconds']:.0f}s)")
+                    def save(cell, kind=kind):
+                        cell["argv"] = sys.argv[1:] if argv is None else list(argv)
+                        name = f"scale-{kind}-{cell['n_items']}-{'+'.join(args.methods)}.json"
+                        path = os.path.join(args.out, "cells", name)
+                        with open(path + ".tmp", "w") as f:
+                            json.dump(cell, f, indent=1)
+                        os.replace(path + ".tmp", path)
+                        return path
+
+                    cell = run_cell(kind, size, args, trained, bandwidth, pinned, save)
+                    log(f"wrote {save(cell)} ({cell['seconds']:.0f}s)")
         write_report(args.out, args.merge)
         return 0
     except InputError as e:

@@ -959,6 +959,7 @@ def parse_args(argv=None):
     p.add_argument("--nnz", type=int, default=32, help="Non-zeros per synthetic row.")
     p.add_argument("--tile-dim", type=int, default=4096, help="Dimensions the tiles' injections map into.")
     p.add_argument("--densify-max-mib", type=int, default=1024, help="Largest dense copy for HNSW on sparse rows.")
+    p.add_argument("--bandwidth-mib", type=int, default=512, help="Buffer for the read-bandwidth probe.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", action="store_true", help="Only merge existing cells (and --merge files).")
     p.add_argument("--merge", nargs="*", default=[], help="More cell/report JSON files or folders to merge.")
@@ -991,7 +992,7 @@ def main(argv=None) -> int:
             pinned = one_thread()
             trained = Trained(args.data, args.embeddings, args.dense, args.queries) \
                 if args.data and args.embeddings else None
-            bandwidth = measure_bandwidth(mib=512)
+            bandwidth = measure_bandwidth(mib=args.bandwidth_mib)
             log(f"one-thread read bandwidth {bandwidth / 1e9:.1f} GB/s")
             for size in args.sizes:
                 for kind in args.kinds:

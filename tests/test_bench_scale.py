@@ -79,7 +79,7 @@ def test_end_to_end_exact_methods_agree_and_report(tiny_model, tmp_path):
                      "--methods", "spidx,scipy,faiss-hnsw", "--data", str(tiny_model / "data.npz"),
                      "--embeddings", str(tiny_model / "ce.npz"), "--dense", str(tiny_model / "dense.npz"),
                      "--queries", "30", "--single", "5", "--repeats", "1", "--synthetic-dim", "128",
-                     "--nnz", "8", "--tile-dim", "96", "--ef", "16,400", "--values", "f32"])
+                     "--nnz", "8", "--tile-dim", "96", "--ef", "16,400", "--values", "f32", "--bandwidth-mib", "16"])
     assert rc == 0
     rep = json.loads((out / "scale.json").read_text())
     assert {(c["kind"], c["n_items"]) for c in rep["cells"]} == {(k, n) for k in scale.KINDS for n in (2000,)}

@@ -908,6 +908,8 @@ def _merge_cell(old: dict, new: dict) -> dict:
     results.update({(r["method"], r["setting"]): r for r in new["results"]})
     merged["results"] = list(results.values())
     merged["notes"] = list(dict.fromkeys(old.get("notes", []) + new.get("notes", [])))
+    if old.get("accuracy") and new.get("accuracy"):
+        merged["accuracy"] = {**old["accuracy"], **new["accuracy"]}
     return merged
 
 

@@ -127,11 +127,11 @@ def test_cells_of_one_catalogue_from_separate_runs_are_united(tmp_path):
     first = cell([{"method": "spidx", "setting": "f32 auto", "qps_single": 1.0},
                   {"method": "scipy", "setting": "A@u", "qps_single": 2.0}], accuracy={"users": 3})
     second = cell([{"method": "scipy", "setting": "A@u", "qps_single": 5.0},
-                   {"method": "seismic", "setting": "x", "qps_single": 3.0}])
+                   {"method": "seismic", "setting": "x", "qps_single": 3.0}], accuracy={"dense": 1})
     (tmp_path / "cells").mkdir()
     (tmp_path / "cells" / "a.json").write_text(json.dumps(first))
     (tmp_path / "cells" / "b.json").write_text(json.dumps(second))
     [merged] = scale.load_cells([str(tmp_path)])
     by = {(r["method"], r["setting"]): r["qps_single"] for r in merged["results"]}
     assert by == {("spidx", "f32 auto"): 1.0, ("scipy", "A@u"): 5.0, ("seismic", "x"): 3.0}
-    assert merged["accuracy"] == {"users": 3} and merged["notes"] == ["n"]
+    assert merged["accuracy"] == {"users": 3, "dense": 1} and merged["notes"] == ["n"]

@@ -690,8 +690,7 @@ def run_cell(kind, size_label, args, trained, bandwidth, pinned, save=lambda cel
     if any(m in methods for m in ("faiss-hnsw", "faiss-ivf", "faiss-ivfpq", "hnsw-sparse")):
         cell["notes"].append("FAISS: one search call per query with an IDSelector skipping its seen items "
                              "(no per-query exclusion in one batched call), so batched = that loop, timed and scored on the "
-                             f"first {args.loop_queries} queries; "
-                             "HNSW efSearch below 100 acts as 100 (FAISS uses max(efSearch, k))")
+                             f"first {args.loop_queries} queries")
     if "hnsw-sparse" in methods:
         if n * d * 4 > args.densify_max_mib * 2**20:
             cell["notes"].append(f"HNSW on densified sparse rows: {n * d * 4 / 2**30:.1f} GiB dense exceeds "

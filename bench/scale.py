@@ -844,7 +844,7 @@ def markdown(report: dict) -> str:
                       f"{c['query_active_dims']:.0f} active query dimensions)", "", c["description"] + ".", "",
                   "| method | setting | recall@100 | q/s single | p50 ms | p99 ms | q/s batched | build s | B/item |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for r in c["results"]:
+        for r in sorted(c["results"], key=lambda r: METHODS.index(r["method"]) if r["method"] in METHODS else 99):
             bpi = "" if r["bytes_per_item"] is None else f"{r['bytes_per_item']:.0f}"
             lines.append(f"| {r['method']} | {r['setting']} | {r['recall']:.4f} | {r['qps_single']:.0f} | "
                          f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['qps_batched']:.0f} | {r['build_s']:.1f} | "

@@ -865,24 +865,31 @@ def plot(report: dict, out_dir: str) -> list:
         cells = [c for c in report["cells"] if c["kind"] == kind]
         if not cells:
             continue
-        fig, axes = plt.subplots(1, len(cells), figsize=(5.5 * len(cells), 4.2), squeeze=False)
+        def group(r):
+            if r["method"] != "spidx":
+                return r["method"]
+            key = f"spidx {r['values']} {r.get('mode')}"
+            return key + f" ({r['engine']})" if r.get("mode") == "exact" else key
+
+        keys = list(dict.fromkeys(group(r) for c in cells for r in sorted(
+            c["results"], key=lambda r: METHODS.index(r["method"]) if r["method"] in METHODS else 99)))
+        colours = {k: plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")(i) for i, k in enumerate(keys)}
+        fig, axes = plt.subplots(1, len(cells), figsize=(5.5 * len(cells) + 2.5, 4.2), squeeze=False)
         for ax, c in zip(axes[0], cells):
             groups = {}
             for r in c["results"]:
-                key = r["method"] if r["method"] != "spidx" else f"spidx {r['values']} {r.get('mode')}"
-                if r["method"] == "spidx" and r.get("mode") == "exact":
-                    key += f" ({r['engine']})"
-                groups.setdefault(key, []).append(r)
+                groups.setdefault(group(r), []).append(r)
             for key, rs in groups.items():
                 rs = sorted(rs, key=lambda r: r["recall"])
-                ax.plot([r["qps_single"] for r in rs], [r["recall"] for r in rs], marker="o", label=key)
+                ax.plot([r["qps_single"] for r in rs], [r["recall"] for r in rs], marker="o", color=colours[key])
             ax.set_xscale("log")
             ax.set_xlabel("queries/s (one query at a time, 1 thread)")
             ax.set_ylabel("recall@100 vs exact (own embeddings)")
             ax.set_title(f"{kind}: {c['n_items']:,} items")
             ax.grid(True, which="both", alpha=0.3)
-        axes[0][-1].legend(fontsize=7, loc="lower left")
-        fig.tight_layout()
+        handles = [plt.Line2D([], [], marker="o", color=colours[k]) for k in keys]
+        fig.legend(handles, keys, fontsize=8, loc="center right")
+        fig.tight_layout(rect=(0, 0, 1 - 2.4 / (5.5 * len(cells) + 2.5), 1))
         path = os.path.join(out_dir, f"scale-{kind}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -893,8 +900,8 @@ def plot(report: dict, out_dir: str) -> list:
 def load_cells(paths) -> list:
     cells = {}
     for p in paths:
-        files = sorted(glob.glob(os.path.join(p, "cells", "*.json")) + glob.glob(os.path.join(p, "*.json"))) \
-            if os.path.isdir(p) else [p]
+        # a folder contributes its cells (never its own merged report, which would replay old numbers)
+        files = sorted(glob.glob(os.path.join(p, "cells", "*.json"))) if os.path.isdir(p) else [p]
         for f in files:
             with open(f) as fh:
                 obj = json.load(fh)

@@ -27,10 +27,20 @@ from .errors import InputError
 
 MAGIC = b"SPIDXIDX"
 FORMAT = "spidx-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PREFIX = struct.Struct("<8sIIQ32s")
 _ALIGN = 64
+# version 2: forward rows in block order + block summaries (row_ptr only when rows vary in length)
 _ARRAY_DTYPES = {
+    "row_ptr": ("<i8",), "row_dims": ("<u2", "<i4"), "row_values": ("<f4", "<u2", "|i1"),
+    "dim_scale": ("<f4",), "order": ("<i8",), "block_ptr": ("<i8",), "summary_ptr": ("<i8",),
+    "summary_dims": ("<u2", "<i4"), "summary_pos": ("|u1",), "summary_neg": ("|u1",), "block_unit": ("<f4",),
+    "block_row_norm": ("<f4",), "block_rest_max": ("<f4",), "block_rest_count": ("<i4",),
+    "block_rest_norm": ("<f4",), "item_ids": ("<i8", "<U"),
+}
+_OPTIONAL = ("row_ptr",)
+# version 1: posting lists + forward rows in label order; converted to the block layout on load
+_V1_ARRAY_DTYPES = {
     "col_ptr": ("<i4", "<i8"), "row_ptr": ("<i4", "<i8"), "col_items": ("<i4",),
     "row_dims": ("<u2", "<i4"), "col_values": ("<f4", "<u2", "|i1"), "row_values": ("<f4", "<u2", "|i1"),
     "dim_scale": ("<f4",), "item_ids": ("<i8", "<U"),
@@ -52,7 +62,8 @@ def _write_array(f, a: np.ndarray) -> None:
 
 def write_index(path, index) -> None:
     """Serialise `index` to `path` atomically (temp file beside it, fsync, rename)."""
-    arrays = {name: np.ascontiguousarray(a) for name, a in index.arrays().items()}
+    arrays = {name: np.ascontiguousarray(a) for name, a in index.arrays().items()
+              if not (name == "row_ptr" and index.fixed_k)}
     meta = {}
     offset = 0  # relative to the start of the array area; fixed up below
     for name, a in arrays.items():
@@ -60,8 +71,8 @@ def write_index(path, index) -> None:
                       "sha256": _sha256(a)}
         offset = _aligned(offset + a.nbytes)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "n_items": index.n_items, "d": index.d,
-              "nnz": index.nnz, "k": index.k, "values": index.values, "taat_cost_ratio": index.taat_cost_ratio,
-              "build": index.build, "arrays": meta}
+              "nnz": index.nnz, "k": index.k, "fixed_k": index.fixed_k, "n_blocks": index.n_blocks,
+              "values": index.values, "build": index.build, "arrays": meta}
     # the header length depends on the absolute offsets, so iterate until it is stable
     base = 0
     while True:
@@ -99,8 +110,9 @@ def read_index(cls, path, mmap: bool = True, verify: bool = True):
     magic, version, reserved, header_len, header_sha = _PREFIX.unpack(bytes(buf[:_PREFIX.size]))
     if magic != MAGIC:
         raise InputError(f"{path}: not a spidx index (bad magic bytes)")
-    if version != FORMAT_VERSION:
-        raise InputError(f"{path}: unsupported index format version {version} (this spidx reads {FORMAT_VERSION})")
+    if version not in (1, FORMAT_VERSION):
+        raise InputError(f"{path}: unsupported index format version {version} (this spidx reads 1 and "
+                         f"{FORMAT_VERSION}; rebuild it with `spidx build`)")
     if reserved != 0:
         raise InputError(f"{path}: corrupt index (reserved prefix bytes are not zero)")
     if _PREFIX.size + header_len > size:
@@ -114,11 +126,15 @@ def read_index(cls, path, mmap: bool = True, verify: bool = True):
         raise InputError(f"{path}: corrupt index (header is not valid JSON)") from None
     if header.get("format") != FORMAT:
         raise InputError(f"{path}: not a spidx index (format {header.get('format')!r})")
+    if header.get("format_version") != version:
+        raise InputError(f"{path}: corrupt index (header version disagrees with the prefix)")
     if header["file_size"] != size:
         raise InputError(f"{path}: truncated or extended index ({size} bytes, header says {header['file_size']})")
     arrays, covered = {}, [(0, _PREFIX.size + header_len)]
-    for name, allowed in _ARRAY_DTYPES.items():
+    for name, allowed in (_ARRAY_DTYPES if version == FORMAT_VERSION else _V1_ARRAY_DTYPES).items():
         spec = header["arrays"].get(name)
+        if spec is None and version == FORMAT_VERSION and name in _OPTIONAL and header.get("fixed_k") is True:
+            continue
         if spec is None:
             raise InputError(f"{path}: corrupt index (array '{name}' missing)")
         dtype = np.dtype(spec["dtype"])
@@ -139,26 +155,92 @@ def read_index(cls, path, mmap: bool = True, verify: bool = True):
                 raise InputError(f"{path}: corrupt index (arrays overlap at byte {nxt})")
             if np.any(buf[end:nxt]):
                 raise InputError(f"{path}: corrupt index (non-zero padding between bytes {end} and {nxt})")
-    index = cls(**arrays, values=header["values"], build=header["build"],
-                taat_cost_ratio=float(header["taat_cost_ratio"]))
-    _check_consistent(path, index, header)
+    if version == 1:
+        return _convert_v1(cls, path, arrays, header)
+    if "row_ptr" not in arrays:
+        n, k = header.get("n_items"), header.get("k")
+        if not isinstance(n, int) or not isinstance(k, int) or n < 0 or k < 0:
+            raise InputError(f"{path}: corrupt index (header n_items/k are not non-negative integers)")
+        arrays["row_ptr"] = np.arange(n + 1, dtype=np.int64) * k
+    if header.get("values") not in _VALUE_DTYPE or not isinstance(header.get("build"), dict):
+        raise InputError(f"{path}: corrupt index (header values/build fields are invalid)")
+    index = cls(**arrays, values=header["values"], build=header["build"])
+    validate_layout(path, index, header)
     return index
 
 
-def _check_consistent(path, index, header) -> None:
-    n, d, nnz = header["n_items"], header["d"], header["nnz"]
+def _convert_v1(cls, path, arrays, header):
+    """A version-1 index (posting lists + forward rows) laid out in blocks on load (a clustering pass:
+    seconds per million items); save it again to keep the version-2 file."""
+    n, d, nnz = header.get("n_items"), header.get("d"), header.get("nnz")
+    row_ptr, row_dims = arrays["row_ptr"].astype(np.int64), arrays["row_dims"]
+    values = header.get("values")
     problems = []
-    if index.values not in _VALUE_DTYPE or index.col_values.dtype.str != _VALUE_DTYPE[index.values]:
-        problems.append(f"value type {index.values!r} does not match stored dtype {index.col_values.dtype}")
-    if index.n_items != n or len(index.item_ids) != n or index.d != d or len(index.dim_scale) != d:
+    if values not in _VALUE_DTYPE or arrays["row_values"].dtype.str != _VALUE_DTYPE[values]:
+        problems.append(f"value type {values!r} does not match stored dtype {arrays['row_values'].dtype}")
+    elif len(row_ptr) != n + 1 or len(arrays["item_ids"]) != n or len(arrays["dim_scale"]) != d:
         problems.append("array lengths disagree with n_items/d")
-    for name in ("col_items", "col_values", "row_dims", "row_values"):
-        if len(getattr(index, name)) != nnz:
-            problems.append(f"'{name}' has {len(getattr(index, name))} entries, expected {nnz}")
-    if not problems and (index.col_ptr[-1] != nnz or index.row_ptr[-1] != nnz):
-        problems.append("pointer arrays do not end at nnz")
+    elif len(row_dims) != nnz or len(arrays["row_values"]) != nnz or row_ptr[0] != 0 or row_ptr[-1] != nnz \
+            or np.any(np.diff(row_ptr) < 0):
+        problems.append("row pointers are not monotone from 0 to nnz")
+    elif nnz and int(row_dims.max()) >= d:
+        problems.append("a row dimension is out of range")
     if problems:
         raise InputError(f"{path}: inconsistent index ({problems[0]})")
+    return cls.from_quantised(row_ptr, np.asarray(row_dims), np.asarray(arrays["row_values"]),
+                              np.asarray(arrays["dim_scale"]), np.asarray(arrays["item_ids"]), values,
+                              dict(header.get("build") or {}, converted_from_format_version=1))
+
+
+def validate_layout(path, index, header) -> None:
+    """Structural checks of a version-2 index, so that no crafted file can make the unchecked kernels
+    read out of bounds: lengths agree with the header, pointers are monotone and end where their
+    arrays end, dimensions are < d, `order` is a permutation of 0..n_items-1, summary sizes agree.
+    Raises InputError naming the first violation."""
+    n, d, nnz, n_blocks = header.get("n_items"), header.get("d"), header.get("nnz"), header.get("n_blocks")
+    if not all(isinstance(x, int) and x >= 0 for x in (n, d, nnz, n_blocks)):
+        raise InputError(f"{path}: corrupt index (header n_items/d/nnz/n_blocks are not non-negative integers)")
+    i = index
+    n_listed = len(i.summary_dims)
+
+    def monotone(ptr, length, end):
+        return len(ptr) == length and (length == 0 or (ptr[0] == 0 and ptr[-1] == end)) and \
+            not np.any(np.diff(ptr) < 0)
+
+    checks = [
+        (lambda: i.row_values.dtype.str == _VALUE_DTYPE[i.values], f"value type {i.values!r} does not match stored dtype"),
+        (lambda: len(i.dim_scale) == d and len(i.item_ids) == n and len(i.order) == n, "array lengths disagree with n_items/d"),
+        (lambda: len(i.row_dims) == nnz and len(i.row_values) == nnz, "forward rows disagree with nnz"),
+        (lambda: monotone(i.row_ptr, n + 1, nnz), "row pointers are not monotone from 0 to nnz"),
+        (lambda: nnz == 0 or int(np.max(i.row_dims)) < d, "a row dimension is out of range"),
+        (lambda: monotone(i.block_ptr, n_blocks + 1, n), "block pointers are not monotone from 0 to n_items"),
+        (lambda: monotone(i.summary_ptr, n_blocks + 1, n_listed), "summary pointers are not monotone"),
+        (lambda: len(i.summary_pos) == n_listed and len(i.summary_neg) == n_listed, "summary arrays differ in length"),
+        (lambda: n_listed == 0 or int(np.max(i.summary_dims)) < d, "a summary dimension is out of range"),
+        (lambda: all(len(getattr(i, f)) == n_blocks for f in ("block_unit", "block_row_norm", "block_rest_max",
+                                                      "block_rest_count", "block_rest_norm")),
+         "per-block arrays disagree with n_blocks"),
+        (lambda: n_blocks == 0 or int(np.min(i.block_rest_count)) >= 0, "a block's rest count is negative"),
+        (lambda: all(np.all(np.isfinite(getattr(i, f))) for f in ("dim_scale", "block_unit", "block_row_norm",
+                                                          "block_rest_max", "block_rest_norm")),
+         "scales or bounds are not finite"),
+        (lambda: _is_permutation(i.order, n), "order is not a permutation of the item positions"),
+    ]
+    for ok, problem in checks:  # in order: a later check may rely on an earlier one
+        if not ok():
+            raise InputError(f"{path}: inconsistent index ({problem})")
+
+
+def _is_permutation(order, n) -> bool:
+    if len(order) != n:
+        return False
+    if n == 0:
+        return True
+    if int(np.min(order)) < 0 or int(np.max(order)) >= n:
+        return False
+    seen = np.zeros(n, np.bool_)
+    seen[order] = True
+    return bool(seen.all())
 
 
 def _json_default(o):

@@ -92,6 +92,13 @@ def _quantise(values: np.ndarray, dims: np.ndarray, d: int, kind: str):
     raise InputError(f"unknown value type '{kind}' (choose from {', '.join(VALUE_TYPES)})")
 
 
+def _quantise_with(values: np.ndarray, dims: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
+    """Stored values of float32 `values` (columns `dims`) with an existing per-dimension scale."""
+    if kind == "i8":
+        return np.clip(np.rint(values / scale[dims]), -127, 127).astype(np.int8)
+    return _quantise(values, dims, len(scale), kind)[0]
+
+
 def _dequantise(values: np.ndarray, kind: str) -> np.ndarray:
     if kind == "f16":
         return values.view(np.float16).astype(np.float32)
@@ -338,6 +345,118 @@ class SparseIndex:
         dims = np.asarray(self.row_dims[a:b]).astype(np.int64)
         out[dims] = _dequantise(np.asarray(self.row_values[a:b]), self.values) * self.dim_scale[dims]
         return out
+
+    # ---- mutation (faiss-shaped) ---------------------------------------------------------------
+
+    def add(self, x, ids=None) -> None:
+        """Append items: `x` is a CSR or dense (n, d) matrix (dense rows are cut to the index's k
+        largest |values| and renormalised, like `from_embeddings`); `ids` their external ids
+        (default: continuing the integer range after the largest integer id). Labels of the new
+        items are ntotal..ntotal+n-1.
+
+        Cost: the new rows are clustered among themselves into new blocks with their own summaries;
+        existing blocks are untouched (O(n_new log n_new) plus one copy of the stored arrays). Values
+        are quantised with the index's scales (i8: a value beyond a dimension's existing range is
+        clipped to ±127 units; f16: beyond ±65504 raises InputError)."""
+        if sp.issparse(x):
+            m = sp.csr_matrix(x, dtype=np.float32, copy=True)
+            m.sum_duplicates()
+            m.eliminate_zeros()
+        else:
+            dense = np.asarray(x)
+            if dense.ndim == 1:
+                dense = dense[None, :]
+            if dense.ndim != 2 or dense.dtype.kind not in "fiub":
+                raise InputError(f"rows to add must be a 2-D numeric array, got shape {dense.shape}")
+            if dense.shape[1] != self.d:
+                raise InputError(f"rows to add have {dense.shape[1]} dimensions, the index has {self.d}")
+            if not np.all(np.isfinite(dense)):
+                raise InputError("rows to add contain NaN or infinite values")
+            m = topk_sparsify(dense, max(self.k, 1))
+        n_new, d = m.shape
+        if d != self.d:
+            raise InputError(f"rows to add have {d} dimensions, the index has {self.d}")
+        if not np.all(np.isfinite(m.data)):
+            raise InputError("rows to add contain NaN or infinite values")
+        if n_new == 0:
+            return
+        new_ids = self._new_ids(ids, n_new)
+        m.sort_indices()
+        stored = _quantise_with(m.data, m.indices, self.dim_scale, self.values)
+        added = SparseIndex.from_quantised(
+            m.indptr.astype(np.int64), m.indices.astype(self.row_dims.dtype), stored, self.dim_scale, new_ids,
+            self.values, {}, self.build.get("block_size", DEFAULT_BLOCK_SIZE), self.build.get("summary_dims"))
+        n, nnz, n_listed = self.n_items, self.nnz, len(self.summary_dims)
+        self.row_ptr = np.concatenate([self.row_ptr, added.row_ptr[1:] + nnz])
+        self.row_dims = np.concatenate([self.row_dims, added.row_dims])
+        self.row_values = np.concatenate([self.row_values, added.row_values])
+        self.order = np.concatenate([self.order, added.order + n])
+        self.block_ptr = np.concatenate([self.block_ptr, added.block_ptr[1:] + n])
+        self.summary_ptr = np.concatenate([self.summary_ptr, added.summary_ptr[1:] + n_listed])
+        for name in SUMMARY_FIELDS[1:]:
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(added, name)]))
+        self.item_ids = np.concatenate([self.item_ids, new_ids])
+        self.build = dict(self.build, items_added=int(self.build.get("items_added", 0)) + n_new)
+        self._position_of_label = None
+        self._id_map = None
+
+    def _new_ids(self, ids, n_new: int) -> np.ndarray:
+        if ids is None:
+            if self.item_ids.dtype.kind not in "iu":
+                raise InputError("this index has string item ids: give ids for the added items")
+            start = int(self.item_ids.max()) + 1 if len(self.item_ids) else 0
+            new_ids = np.arange(start, start + n_new, dtype=np.int64)
+        else:
+            new_ids = normalize_ids(ids)
+            if len(new_ids) != n_new:
+                raise InputError(f"{n_new} rows to add but {len(new_ids)} ids")
+            if (new_ids.dtype.kind in "iu") != (self.item_ids.dtype.kind in "iu"):
+                new_ids = new_ids.astype(str)
+                if self.item_ids.dtype.kind in "iu":
+                    raise InputError("this index has integer item ids; the added ids are not integers")
+        if len(np.unique(new_ids)) != n_new:
+            raise InputError("ids to add must be unique")
+        if np.any(self.lookup(new_ids) >= 0):
+            raise InputError("ids to add are already in the index")
+        return new_ids
+
+    def remove_ids(self, positions) -> int:
+        """Remove items by label (position), like faiss IndexFlat.remove_ids: later labels shift down
+        and external ids travel with their items. Returns the number removed.
+
+        Cost: one pass copying the stored arrays without the removed rows (O(nnz)); the remaining
+        blocks keep their summaries, which stay safe upper bounds (a block can only lose items), and
+        blocks left empty are dropped. Bounds loosen as items go; rebuild to tighten them."""
+        labels = np.unique(np.asarray(positions, dtype=np.int64).ravel()) if np.size(positions) else \
+            np.empty(0, np.int64)
+        if labels.size and (labels[0] < 0 or labels[-1] >= self.n_items):
+            raise InputError(f"positions to remove must lie in 0..{self.n_items - 1}")
+        if labels.size == 0:
+            return 0
+        keep_row = np.ones(self.n_items, np.bool_)
+        keep_row[self.position_of_label[labels]] = False
+        lengths = np.diff(self.row_ptr)
+        keep_entry = np.repeat(keep_row, lengths)
+        block_sizes = np.add.reduceat(keep_row.astype(np.int64), self.block_ptr[:-1]) if self.n_blocks else \
+            np.empty(0, np.int64)
+        keep_block = block_sizes > 0
+        listed = np.diff(self.summary_ptr)
+        keep_listed = np.repeat(keep_block, listed)
+        old_order = np.asarray(self.order)[keep_row]
+        self.row_ptr = np.concatenate([[0], np.cumsum(lengths[keep_row])]).astype(np.int64)
+        self.row_dims = np.asarray(self.row_dims)[keep_entry]
+        self.row_values = np.asarray(self.row_values)[keep_entry]
+        self.order = old_order - np.searchsorted(labels, old_order)
+        self.block_ptr = np.concatenate([[0], np.cumsum(block_sizes[keep_block])]).astype(np.int64)
+        self.summary_ptr = np.concatenate([[0], np.cumsum(listed[keep_block])]).astype(np.int64)
+        for name in ("summary_dims", "summary_pos", "summary_neg"):
+            setattr(self, name, np.asarray(getattr(self, name))[keep_listed])
+        for name in SUMMARY_FIELDS[4:]:
+            setattr(self, name, np.asarray(getattr(self, name))[keep_block])
+        self.item_ids = np.delete(np.asarray(self.item_ids), labels)
+        self._position_of_label = None
+        self._id_map = None
+        return int(labels.size)
 
     # ---- search ------------------------------------------------------------------------------
 

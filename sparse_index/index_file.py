@@ -93,8 +93,8 @@ def write_index(path, index) -> None:
                 _write_array(f, a)
 
 
-def read_index(cls, path, mmap: bool = True, verify: bool = True):
-    """Open an index file; anything wrong raises InputError with a one-line reason."""
+def _open(path, mmap: bool):
+    """Map the file and check its prefix and header; returns (buf, size, version, header_len, header)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: index file not found")
@@ -130,6 +130,18 @@ def read_index(cls, path, mmap: bool = True, verify: bool = True):
         raise InputError(f"{path}: corrupt index (header version disagrees with the prefix)")
     if header["file_size"] != size:
         raise InputError(f"{path}: truncated or extended index ({size} bytes, header says {header['file_size']})")
+    return buf, size, version, header_len, header
+
+
+def read_header(path) -> dict:
+    """The checked JSON header of an index file (format version, shape, arrays)."""
+    return _open(os.fspath(path), mmap=True)[4]
+
+
+def read_index(cls, path, mmap: bool = True, verify: bool = True):
+    """Open an index file; anything wrong raises InputError with a one-line reason."""
+    path = os.fspath(path)
+    buf, size, version, header_len, header = _open(path, mmap)
     arrays, covered = {}, [(0, _PREFIX.size + header_len)]
     for name, allowed in (_ARRAY_DTYPES if version == FORMAT_VERSION else _V1_ARRAY_DTYPES).items():
         spec = header["arrays"].get(name)

@@ -145,7 +145,7 @@ class SparseIndex:
     row_dims: np.ndarray          # (nnz,) uint16 when d <= 65,536 else int32
     row_values: np.ndarray        # (nnz,) float32 | uint16 (float16 bits) | int8
     dim_scale: np.ndarray         # (d,) float32 dequantisation scale (ones unless i8)
-    order: np.ndarray             # (n_items,) int64: label of each internal row
+    order: np.ndarray             # (n_items,) int32: label of each internal row
     block_ptr: np.ndarray         # (n_blocks + 1,) int64: block b is internal rows block_ptr[b]:block_ptr[b + 1]
     summary_ptr: np.ndarray       # (n_blocks + 1,) int64: block b lists summary_*[summary_ptr[b]:summary_ptr[b + 1]]
     summary_dims: np.ndarray      # (n_listed,) same type as row_dims, increasing within a block
@@ -231,7 +231,7 @@ class SparseIndex:
         build = dict(build, block_size=block_size, summary_dims=summary_dims)
         summaries = summarise(block_ptr, row_ptr, row_dims, row_values, dim_scale, summary_dims, row_dims.dtype)
         return cls(row_ptr=row_ptr, row_dims=row_dims, row_values=row_values, dim_scale=np.asarray(dim_scale),
-                   order=order, block_ptr=block_ptr, **summaries, item_ids=np.asarray(item_ids), values=values,
+                   order=order.astype(np.int32), block_ptr=block_ptr, **summaries, item_ids=np.asarray(item_ids), values=values,
                    build=build)
 
     @classmethod
@@ -390,7 +390,7 @@ class SparseIndex:
         self.row_ptr = np.concatenate([self.row_ptr, added.row_ptr[1:] + nnz])
         self.row_dims = np.concatenate([self.row_dims, added.row_dims])
         self.row_values = np.concatenate([self.row_values, added.row_values])
-        self.order = np.concatenate([self.order, added.order + n])
+        self.order = np.concatenate([self.order, added.order + np.int32(n)])
         self.block_ptr = np.concatenate([self.block_ptr, added.block_ptr[1:] + n])
         self.summary_ptr = np.concatenate([self.summary_ptr, added.summary_ptr[1:] + n_listed])
         for name in SUMMARY_FIELDS[1:]:
@@ -446,7 +446,7 @@ class SparseIndex:
         self.row_ptr = np.concatenate([[0], np.cumsum(lengths[keep_row])]).astype(np.int64)
         self.row_dims = np.asarray(self.row_dims)[keep_entry]
         self.row_values = np.asarray(self.row_values)[keep_entry]
-        self.order = old_order - np.searchsorted(labels, old_order)
+        self.order = (old_order - np.searchsorted(labels, old_order)).astype(np.int32)
         self.block_ptr = np.concatenate([[0], np.cumsum(block_sizes[keep_block])]).astype(np.int64)
         self.summary_ptr = np.concatenate([[0], np.cumsum(listed[keep_block])]).astype(np.int64)
         for name in ("summary_dims", "summary_pos", "summary_neg"):

@@ -33,12 +33,16 @@ _ALIGN = 64
 # version 2: forward rows in block order + block summaries (row_ptr only when rows vary in length)
 _ARRAY_DTYPES = {
     "row_ptr": ("<i8",), "row_dims": ("<u2", "<i4"), "row_values": ("<f4", "<u2", "|i1"),
-    "dim_scale": ("<f4",), "order": ("<i8",), "block_ptr": ("<i8",), "summary_ptr": ("<i8",),
+    "dim_scale": ("<f4",), "order": ("<i4", "<i8"), "block_ptr": ("<i8",), "summary_ptr": ("<i8",),
     "summary_dims": ("<u2", "<i4"), "summary_pos": ("|u1",), "summary_neg": ("|u1",), "block_unit": ("<f4",),
     "block_row_norm": ("<f4",), "block_rest_max": ("<f4",), "block_rest_count": ("<i4",),
-    "block_rest_norm": ("<f4",), "item_ids": ("<i8", "<U"),
+    "block_rest_norm": ("<f4",), "item_ids": ("<i8", "<U"), "row_dims_12bit": ("|u1",),
+    "summary_dims_12bit": ("|u1",),
 }
 _OPTIONAL = ("row_ptr",)
+# when d <= 4096, dimension arrays are stored as 12-bit pairs (3 bytes per 2 entries) and widened on load
+_PACKED = {"row_dims": "row_dims_12bit", "summary_dims": "summary_dims_12bit"}
+_PACKED_MAX_D = 4096
 # version 1: posting lists + forward rows in label order; converted to the block layout on load
 _V1_ARRAY_DTYPES = {
     "col_ptr": ("<i4", "<i8"), "row_ptr": ("<i4", "<i8"), "col_items": ("<i4",),
@@ -62,8 +66,15 @@ def _write_array(f, a: np.ndarray) -> None:
 
 def write_index(path, index) -> None:
     """Serialise `index` to `path` atomically (temp file beside it, fsync, rename)."""
-    arrays = {name: np.ascontiguousarray(a) for name, a in index.arrays().items()
-              if not (name == "row_ptr" and index.fixed_k)}
+    pack = getattr(index, "d", _PACKED_MAX_D + 1) <= _PACKED_MAX_D and FORMAT_VERSION >= 2
+    arrays = {}
+    for name, a in index.arrays().items():
+        if name == "row_ptr" and index.fixed_k and FORMAT_VERSION >= 2:
+            continue
+        if pack and name in _PACKED:
+            arrays[_PACKED[name]] = pack_12bit(a)
+        else:
+            arrays[name] = np.ascontiguousarray(a)
     meta = {}
     offset = 0  # relative to the start of the array area; fixed up below
     for name, a in arrays.items():
@@ -72,6 +83,7 @@ def write_index(path, index) -> None:
         offset = _aligned(offset + a.nbytes)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "n_items": index.n_items, "d": index.d,
               "nnz": index.nnz, "k": index.k, "fixed_k": index.fixed_k, "n_blocks": index.n_blocks,
+              "n_listed": len(index.summary_dims),
               "values": index.values, "build": index.build, "arrays": meta}
     # the header length depends on the absolute offsets, so iterate until it is stable
     base = 0
@@ -147,6 +159,9 @@ def read_index(cls, path, mmap: bool = True, verify: bool = True):
         spec = header["arrays"].get(name)
         if spec is None and version == FORMAT_VERSION and name in _OPTIONAL and header.get("fixed_k") is True:
             continue
+        packed = version == FORMAT_VERSION and (name in _PACKED.values() or _PACKED.get(name) in header["arrays"])
+        if spec is None and packed:
+            continue
         if spec is None:
             raise InputError(f"{path}: corrupt index (array '{name}' missing)")
         dtype = np.dtype(spec["dtype"])
@@ -169,6 +184,12 @@ def read_index(cls, path, mmap: bool = True, verify: bool = True):
                 raise InputError(f"{path}: corrupt index (non-zero padding between bytes {end} and {nxt})")
     if version == 1:
         return _convert_v1(cls, path, arrays, header)
+    for name, packed_name in _PACKED.items():
+        if packed_name in arrays:
+            length = header.get("nnz") if name == "row_dims" else header.get("n_listed")
+            if not isinstance(length, int) or length < 0 or len(arrays[packed_name]) != 3 * ((length + 1) // 2):
+                raise InputError(f"{path}: inconsistent index ('{packed_name}' does not hold {length} entries)")
+            arrays[name] = unpack_12bit(arrays.pop(packed_name), length)
     if "row_ptr" not in arrays:
         n, k = header.get("n_items"), header.get("k")
         if not isinstance(n, int) or not isinstance(k, int) or n < 0 or k < 0:
@@ -241,6 +262,29 @@ def validate_layout(path, index, header) -> None:
     for ok, problem in checks:  # in order: a later check may rely on an earlier one
         if not ok():
             raise InputError(f"{path}: inconsistent index ({problem})")
+
+
+def pack_12bit(dims: np.ndarray) -> np.ndarray:
+    """Dimensions < 4096 as 12-bit pairs: entries 2t, 2t+1 become 3 bytes (low byte of the first;
+    its high nibble | the second's low nibble << 4; the second's high byte)."""
+    d = np.asarray(dims, np.uint16)
+    if len(d) % 2:
+        d = np.concatenate([d, np.zeros(1, np.uint16)])
+    a, b = d[0::2], d[1::2]
+    out = np.empty((len(a), 3), np.uint8)
+    out[:, 0] = a & 0xFF
+    out[:, 1] = (a >> 8) | ((b & 0xF) << 4)
+    out[:, 2] = b >> 4
+    return out.ravel()
+
+
+def unpack_12bit(packed: np.ndarray, length: int) -> np.ndarray:
+    """Inverse of pack_12bit: `length` uint16 dimensions."""
+    p = np.asarray(packed).reshape(-1, 3).astype(np.uint16)
+    out = np.empty(2 * len(p), np.uint16)
+    out[0::2] = p[:, 0] | ((p[:, 1] & 0xF) << 8)
+    out[1::2] = (p[:, 1] >> 4) | (p[:, 2] << 4)
+    return out[:length]
 
 
 def _is_permutation(order, n) -> bool:

@@ -112,6 +112,8 @@ def test_variable_row_lengths_store_row_ptr(tmp_path):
     assert fixed.fixed_k
     headers = [index_file.read_header(tmp_path / name) for name in ("v.spidx", "f.spidx")]
     assert "row_ptr" in headers[0]["arrays"] and "row_ptr" not in headers[1]["arrays"]
+    assert {"row_dims_12bit", "summary_dims_12bit"} <= set(headers[1]["arrays"])  # d <= 4096: 12-bit dims
+    assert headers[1]["arrays"]["row_dims_12bit"]["nbytes"] == 3 * 1500 // 2
     back = SparseIndex.load(tmp_path / "v.spidx")
     np.testing.assert_array_equal(back.to_csr().toarray(), idx.to_csr().toarray())
     Q = queries(64)
@@ -127,6 +129,7 @@ class _Version1:
         csc = m.tocsc()
         self.values, self.build = values, {"note": "v1"}
         self.n_items, self.d, self.nnz, self.k, self.fixed_k, self.n_blocks = m.shape[0], m.shape[1], m.nnz, 0, False, 0
+        self.summary_dims = np.empty(0)
         lab = new.position_of_label
         rows = [np.asarray(new.row_values)[new.row_ptr[i]:new.row_ptr[i + 1]] for i in lab]
         self._arrays = {"col_ptr": csc.indptr.astype(np.int32), "col_items": csc.indices.astype(np.int32),
@@ -164,7 +167,7 @@ def test_version_1_files_are_converted_on_load(tmp_path, monkeypatch):
     ("block_ptr", lambda a: a[::-1].copy(), "block pointers"),
     ("block_ptr", lambda a: np.where(a == a[-1], a[-1] + 5, a), "block pointers"),
     ("summary_ptr", lambda a: np.where(a == a[-1], a[-1] + 1, a), "summary pointers"),
-    ("summary_dims", lambda a: np.where(a == a[0], 60000, a).astype(a.dtype), "summary dimension"),
+    ("summary_dims", lambda a: np.where(a == a[0], 4000, a).astype(a.dtype), "summary dimension"),
     ("row_dims", lambda a: np.where(a == a[3], 500, a).astype(a.dtype), "row dimension"),
     ("block_rest_count", lambda a: a - 100, "rest count"),
     ("block_unit", lambda a: a[:-1].copy(), "per-block arrays"),
@@ -178,6 +181,19 @@ def test_crafted_version_2_files_are_refused(tmp_path, field, change, message):
     with pytest.raises(InputError, match=message) as e:
         SparseIndex.load(tmp_path / "c.spidx")
     assert "\n" not in str(e.value) and "inconsistent index" in str(e.value)
+
+
+def test_twelve_bit_packing_round_trips_and_wide_indexes_keep_u16(tmp_path):
+    dims = np.array([0, 4095, 17, 2048, 4094, 1, 3000], np.uint16)
+    for n in range(len(dims) + 1):
+        packed = index_file.pack_12bit(dims[:n])
+        assert len(packed) == 3 * ((n + 1) // 2)
+        np.testing.assert_array_equal(index_file.unpack_12bit(packed, n), dims[:n])
+    wide = SparseIndex.from_embeddings(sp.csr_matrix(random_sparse(40, 5000, 4)), values="i8")
+    wide.save(tmp_path / "w.spidx")
+    assert "row_dims" in index_file.read_header(tmp_path / "w.spidx")["arrays"]
+    back = SparseIndex.load(tmp_path / "w.spidx")
+    np.testing.assert_array_equal(back.to_csr().toarray(), wide.to_csr().toarray())
 
 
 def test_unknown_version_is_refused(tmp_path):

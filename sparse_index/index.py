@@ -399,6 +399,7 @@ class SparseIndex:
         self.build = dict(self.build, items_added=int(self.build.get("items_added", 0)) + n_new)
         self._position_of_label = None
         self._id_map = None
+        self._slack = None
 
     def _new_ids(self, ids, n_new: int) -> np.ndarray:
         if ids is None:
@@ -456,6 +457,7 @@ class SparseIndex:
         self.item_ids = np.delete(np.asarray(self.item_ids), labels)
         self._position_of_label = None
         self._id_map = None
+        self._slack = None
         return int(labels.size)
 
     # ---- search ------------------------------------------------------------------------------
@@ -518,7 +520,13 @@ class SparseIndex:
         return kernel(Q, self.dim_scale, k, float(approx), bool(pruned), excl_ptr, ex, self.row_ptr, self.row_dims,
                       self.row_values, self.order, self.block_ptr, self.summary_ptr, self.summary_dims,
                       self.summary_pos, self.summary_neg, self.block_unit, self.block_row_norm, self.block_rest_max,
-                      self.block_rest_count, self.block_rest_norm, kernels.bound_slack(self.k))
+                      self.block_rest_count, self.block_rest_norm, self._bound_slack())
+
+    def _bound_slack(self) -> float:
+        """kernels.bound_slack for this index, computed once (add/remove_ids reset it)."""
+        if getattr(self, "_slack", None) is None:
+            self._slack = kernels.bound_slack(self.k)
+        return self._slack
 
     @staticmethod
     def _approx(engine: str, approx) -> float:

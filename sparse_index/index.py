@@ -292,19 +292,26 @@ class SparseIndex:
         return sum(self.memory_breakdown().values())
 
     def memory_report(self) -> dict:
-        """Bytes per item and per non-zero: what a search reads (forward rows, summaries, block
-        structure; row_ptr only when rows vary, as it is implied otherwise), next to the paper's
-        accounting (8 bytes per non-zero, nothing else)."""
+        """Bytes per item and per non-zero: what a search reads in memory (forward rows, summaries,
+        block structure; row_ptr only when rows vary, as it is implied otherwise), what the file
+        holds (dimensions packed to 12 bits when d <= 4096; with and without the external ids), next
+        to the paper's accounting (8 bytes per non-zero, nothing else)."""
         b = self.memory_breakdown()
         n, nnz = max(self.n_items, 1), max(self.nnz, 1)
         forward = b["row_dims"] + b["row_values"] + (0 if self.fixed_k else b["row_ptr"])
         summaries = sum(b[x] for x in SUMMARY_FIELDS) + b["block_ptr"]
         search = forward + summaries + b["order"] + b["dim_scale"]
+        from .index_file import stored_nbytes
+
+        stored = stored_nbytes(self)
+        file_search = sum(v for name, v in stored.items() if name != "item_ids")
         return {
             "total_bytes": self.nbytes,
             "bytes_per_item": self.nbytes / n,
             "search_bytes_per_item": search / n,
             "search_bytes_per_nnz": search / nnz,
+            "file_bytes_per_nnz": sum(stored.values()) / nnz,
+            "file_search_bytes_per_nnz": file_search / nnz,
             "forward_bytes_per_nnz": forward / nnz,
             "summary_bytes_per_nnz": summaries / nnz,
             "paper_bytes_per_item": 8.0 * self.nnz / n,
@@ -475,7 +482,8 @@ class SparseIndex:
         upper bound ub and the search stops at the first block with ub − (1 − approx)·|ub| < θ
         (θ = the current k-th best score; for ub > 0 that is approx·ub < θ, a heap factor).
         approx = 1.0 is exact; a larger approx scores a superset of blocks, so recall can only
-        grow with it.
+        grow with it. Measured recall@100 against exact (quick SVD models, top-32 of d = 1024, i8):
+        approx 0.4 ≥ 0.998 on MovieLens-100k and -1M; 0.3: 0.998 / 0.87; 0.2: 0.89 / 0.44.
         `return_stats` adds a SearchStats (blocks/items scored and skipped per query).
         """
         k = _check_k(k)

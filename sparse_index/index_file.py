@@ -64,17 +64,25 @@ def _write_array(f, a: np.ndarray) -> None:
     f.write(memoryview(np.ascontiguousarray(a)).cast("B"))
 
 
+def _stored_arrays(index):
+    """(file name, in-memory array, packed?) for each array a file of `index` holds: row_ptr only when
+    rows vary in length, dimensions as 12-bit pairs when d <= 4096."""
+    pack = FORMAT_VERSION >= 2 and index.d <= _PACKED_MAX_D
+    for name, a in index.arrays().items():
+        if name == "row_ptr" and FORMAT_VERSION >= 2 and index.fixed_k:
+            continue
+        yield (_PACKED[name], a, True) if pack and name in _PACKED else (name, a, False)
+
+
+def stored_nbytes(index) -> dict:
+    """Bytes of each array in the file `write_index` would write (without writing it)."""
+    return {stored: 3 * ((len(a) + 1) // 2) if packed else int(a.nbytes) for stored, a, packed in _stored_arrays(index)}
+
+
 def write_index(path, index) -> None:
     """Serialise `index` to `path` atomically (temp file beside it, fsync, rename)."""
-    pack = getattr(index, "d", _PACKED_MAX_D + 1) <= _PACKED_MAX_D and FORMAT_VERSION >= 2
-    arrays = {}
-    for name, a in index.arrays().items():
-        if name == "row_ptr" and index.fixed_k and FORMAT_VERSION >= 2:
-            continue
-        if pack and name in _PACKED:
-            arrays[_PACKED[name]] = pack_12bit(a)
-        else:
-            arrays[name] = np.ascontiguousarray(a)
+    arrays = {stored: pack_12bit(a) if packed else np.ascontiguousarray(a)
+              for stored, a, packed in _stored_arrays(index)}
     meta = {}
     offset = 0  # relative to the start of the array area; fixed up below
     for name, a in arrays.items():

@@ -142,7 +142,7 @@ def run(kind, n, d, k, values, n_queries, approx_values, block_size, repeats=3, 
     t_scan = _per_query(lambda i: one(i, False), n_queries, repeats)
     rows["scan (plain exact)"] = {"qps": 1 / t_scan, "recall": 1.0}
     t = time.perf_counter()
-    batched = index.search_fast(Q, TOP, ep, ei, False, 1.0)
+    index.search_fast(Q, TOP, ep, ei, False, 1.0)
     rows["scan (plain exact)"]["qps_batched"] = n_queries / (time.perf_counter() - t)
     for approx in [None] + list(approx_values):
         a = 1.0 if approx is None else approx
@@ -207,7 +207,8 @@ def main(argv=None):
                     help="Instead: nDCG@100 of f32 / f16 / i8 indexes on held-out users of this data set.")
     args = ap.parse_args(argv)
     numba.set_num_threads(args.threads)
-    rep = quality(args.quality) if args.quality else run(args.kind, args.items, args.d, args.k, args.values, args.queries,
+    rep = quality(args.quality) if args.quality else run(args.kind, args.items, args.d, args.k, args.values,
+                                                         args.queries,
               [float(x) for x in args.approx.split(",") if x], args.block_size, args.repeats)
     text = json.dumps(rep, indent=2)
     if args.out:

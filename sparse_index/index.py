@@ -231,7 +231,8 @@ class SparseIndex:
         build = dict(build, block_size=block_size, summary_dims=summary_dims)
         summaries = summarise(block_ptr, row_ptr, row_dims, row_values, dim_scale, summary_dims, row_dims.dtype)
         return cls(row_ptr=row_ptr, row_dims=row_dims, row_values=row_values, dim_scale=np.asarray(dim_scale),
-                   order=order.astype(np.int32), block_ptr=block_ptr, **summaries, item_ids=np.asarray(item_ids), values=values,
+                   order=order.astype(np.int32), block_ptr=block_ptr, **summaries, item_ids=np.asarray(item_ids),
+                   values=values,
                    build=build)
 
     @classmethod
@@ -321,7 +322,8 @@ class SparseIndex:
         """Block sizes and listed summary dimensions per block."""
         sizes = np.diff(self.block_ptr)
         listed = np.diff(self.summary_ptr)
-        return {"blocks": self.n_blocks, "size_min": int(sizes.min()) if len(sizes) else 0, "size_mean": float(sizes.mean()),
+        return {"blocks": self.n_blocks, "size_min": int(sizes.min()) if len(sizes) else 0,
+                "size_mean": float(sizes.mean()),
                 "size_max": int(sizes.max(initial=0)), "listed_mean": float(listed.mean()),
                 "listed_max": int(listed.max(initial=0)), "rest_count_max": int(self.block_rest_count.max(initial=0))}
 

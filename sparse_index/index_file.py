@@ -249,8 +249,10 @@ def validate_layout(path, index, header) -> None:
             not np.any(np.diff(ptr) < 0)
 
     checks = [
-        (lambda: i.row_values.dtype.str == _VALUE_DTYPE[i.values], f"value type {i.values!r} does not match stored dtype"),
-        (lambda: len(i.dim_scale) == d and len(i.item_ids) == n and len(i.order) == n, "array lengths disagree with n_items/d"),
+        (lambda: i.row_values.dtype.str == _VALUE_DTYPE[i.values],
+         f"value type {i.values!r} does not match stored dtype"),
+        (lambda: len(i.dim_scale) == d and len(i.item_ids) == n and len(i.order) == n,
+         "array lengths disagree with n_items/d"),
         (lambda: len(i.row_dims) == nnz and len(i.row_values) == nnz, "forward rows disagree with nnz"),
         (lambda: monotone(i.row_ptr, n + 1, nnz), "row pointers are not monotone from 0 to nnz"),
         (lambda: nnz == 0 or int(np.max(i.row_dims)) < d, "a row dimension is out of range"),

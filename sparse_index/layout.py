@@ -68,8 +68,9 @@ def block_order(A: sp.csr_matrix, block_size: int, seed: int = 0) -> tuple[np.nd
     """Internal item order and block pointers for the (dequantised, float32) item matrix A.
 
     Coarse clusters of ~4 blocks are split into ceil(size / block_size) fine clusters; a fine
-    cluster is a block, or several when it has more than block_size items (blocks vary in size). Returns (order, block_ptr): order[i] is the label of internal row i; block b holds
-    internal rows block_ptr[b]:block_ptr[b + 1] (at most block_size, at least one).
+    cluster is a block, or several when it has more than block_size items (blocks vary in size).
+    Returns (order, block_ptr): order[i] is the label of internal row i; block b holds internal rows
+    block_ptr[b]:block_ptr[b + 1] (at most block_size, at least one).
     """
     n = A.shape[0]
     rng = np.random.default_rng(seed)

@@ -132,13 +132,14 @@ def _offer(hs, hi, size, kk, s, label):
 @njit(cache=True)
 def _score_block(w, i0, i1, row_ptr, row_dims, row_values, order, ex, hs, hi, size, kk):
     """Score items i0..i1-1 (internal positions) exactly and offer them to the heap under their
-    labels order[i]; ex holds the query's sorted excluded internal positions. Returns the heap size."""
+    labels order[i]; ex holds the query's sorted excluded internal positions. Returns the heap size.
+
+    A score below the heap's root (kept in a register) is dropped before the exclusion and heap
+    checks; equal scores go on to the heap, where the smaller label wins the tie."""
     e = np.searchsorted(ex, i0)
     n_ex = ex.shape[0]
+    theta = _NEG_INF if size < kk else hs[0]
     for i in range(i0, i1):
-        if e < n_ex and ex[e] == i:
-            e += 1
-            continue
         # four independent partial sums: the additions do not wait on each other
         p = row_ptr[i]
         end = row_ptr[i + 1]
@@ -152,7 +153,16 @@ def _score_block(w, i0, i1, row_ptr, row_dims, row_values, order, ex, hs, hi, si
         while p < end:
             s0 += value_at(row_values, p) * w[row_dims[p]]
             p += 1
-        size = _offer(hs, hi, size, kk, (s0 + s1) + (s2 + s3), order[i])
+        s = (s0 + s1) + (s2 + s3)
+        if s < theta:
+            continue
+        while e < n_ex and ex[e] < i:
+            e += 1
+        if e < n_ex and ex[e] == i:
+            continue
+        size = _offer(hs, hi, size, kk, s, order[i])
+        if size == kk:
+            theta = hs[0]
     return size
 
 

@@ -246,10 +246,15 @@ def _search_one(u, w, kk, approx, pruned, ex, row_ptr, row_dims, row_values, ord
     pruned=False scores every block in storage order (the plain exact scan). pruned=True visits
     blocks in decreasing upper bound ub and, once the heap is full, stops at the first block with
     ub − (1 − approx)·|ub| < θ (θ = the current k-th best score). approx = 1 is exact: no item of a
-    skipped block can score above its bound. The shrunk bound is increasing in both ub and approx,
+    skipped block can score above its bound. An exact search checks after a few blocks whether most
+    unscored items still have ub ≥ θ (loose bounds); then it sweeps the remaining blocks in storage
+    order, scoring each whose ub ≥ θ (θ only grows, so this is exact too). The shrunk bound is increasing in both ub and approx,
     so the visiting order does not depend on approx and a larger approx visits a superset of blocks.
     """
     nb = block_ptr.shape[0] - 1
+    n_items = row_ptr.shape[0] - 1
+    # blocks scored in bound order before an exact search may switch to a sweep (see below)
+    first_check = min(nb, 4)
     hs = np.empty(kk, np.float32)
     hi = np.empty(kk, np.int64)
     size = 0
@@ -261,7 +266,9 @@ def _search_one(u, w, kk, approx, pruned, ex, row_ptr, row_dims, row_values, ord
                       rest_norm, slack_rel, ub)
         visit = np.argsort(-ub)
         shrink = 1.0 - approx
-        for t in range(nb):
+        sweep = False
+        t = 0
+        while t < nb:
             b = visit[t]
             if size == kk and ub[b] - shrink * abs(ub[b]) < hs[0]:
                 break
@@ -269,6 +276,26 @@ def _search_one(u, w, kk, approx, pruned, ex, row_ptr, row_dims, row_values, ord
                                 hs, hi, size, kk)
             blocks += 1
             items += block_ptr[b + 1] - block_ptr[b]
+            ub[b] = -np.inf  # scored
+            t += 1
+            if approx == 1.0 and size == kk and t == first_check:
+                # exact search whose bounds are loose: when most unscored items have a bound at or
+                # above θ already, scoring them in storage order (sequential reads, no further
+                # ordering) is cheaper; still exact, as every block with ub >= θ is scored
+                left = 0
+                for c in range(nb):
+                    if ub[c] >= hs[0]:
+                        left += block_ptr[c + 1] - block_ptr[c]
+                sweep = 2 * left > n_items - items
+                if sweep:
+                    break
+        if sweep:
+            for b in range(nb):
+                if ub[b] >= hs[0]:
+                    size = _score_block(w, block_ptr[b], block_ptr[b + 1], row_ptr, row_dims, row_values, order,
+                                        ex, hs, hi, size, kk)
+                    blocks += 1
+                    items += block_ptr[b + 1] - block_ptr[b]
     else:
         size = _score_block(w, 0, row_ptr.shape[0] - 1, row_ptr, row_dims, row_values, order, ex, hs, hi, size, kk)
         blocks = nb

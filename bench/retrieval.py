@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from spidx import kernels
 from spidx.embeddings import load_embeddings
-from spidx.index import SparseIndex
+from spidx.index import SUMMARY_FIELDS, SparseIndex
 from spidx.interactions import read_interactions
 from spidx.ranking import topk
 
@@ -62,19 +62,14 @@ def _single(fn, n):
             "p99_ms": float(np.percentile(lat, 99) * 1e3)}
 
 
-def index_bytes_per_query(index: SparseIndex, H: sp.csr_matrix, stats, batched: bool) -> float:
-    """Index bytes read per query: history rows (u = xÂ), plus TAAT postings or forward scans
-    (a forward scan is shared by the forward queries of one block of kernels.BLOCK queries)."""
-    per_posting, per_nnz = index.bytes_per_entry()
-    fwd_bytes = index.nnz * per_nnz + index.row_ptr.nbytes
+def index_bytes_per_query(index: SparseIndex, H: sp.csr_matrix, stats) -> float:
+    """Index bytes read per query: history rows (u = xÂ), the block summaries (every query bounds
+    every block) and the forward rows of the items it scored."""
+    per_nnz = index.row_dims.itemsize + index.row_values.itemsize
+    summaries = sum(getattr(index, f).nbytes for f in SUMMARY_FIELDS)
     hist = np.diff(H.indptr).sum() * index.k * per_nnz
-    taat = stats.entries[stats.engine == 1].sum() * per_posting
-    fwd = stats.engine == 2
-    if batched:
-        scans = sum(fwd[s:s + kernels.BLOCK].any() for s in range(0, len(fwd), kernels.BLOCK))
-    else:
-        scans = fwd.sum()
-    return float((hist + taat + scans * fwd_bytes) / H.shape[0])
+    scored = stats.items_scored.sum() * index.nnz / max(index.n_items, 1) * per_nnz
+    return float((hist + scored) / H.shape[0] + summaries)
 
 
 def bench_index(index, H, repeats, n_single):
@@ -85,10 +80,9 @@ def bench_index(index, H, repeats, n_single):
     _, _, stats = index.search(Q, TOP, exclude=excl, return_stats=True)
     single_stats = index.search(Q[:n_single], TOP, exclude=excl[:n_single], return_stats=True, batch_size=1)[2]
     out = {"qps_batched": H.shape[0] / batched, **_single(lambda i: index.recommend(H[i:i + 1], k=TOP), n_single)}
-    out["bytes_single"] = index_bytes_per_query(index, H[:n_single], single_stats, batched=False)
-    out["bytes_batched"] = index_bytes_per_query(index, H, stats, batched=True)
-    out["taat_share_single"] = float((single_stats.engine == 1).mean())
-    out["taat_share_batched"] = float((stats.engine == 1).mean())
+    out["bytes_single"] = index_bytes_per_query(index, H[:n_single], single_stats)
+    out["bytes_batched"] = index_bytes_per_query(index, H, stats)
+    out["items_scored_share"] = float(stats.items_scored.mean() / index.n_items)
     return out
 
 
@@ -232,10 +226,9 @@ def markdown(rep) -> str:
                      f"{r['bandwidth_share_single']:.0%} / {r['bandwidth_share_batched']:.0%} |")
     m = rep["memory"]
     lines += ["", f"Index memory: {m['total_bytes'] / 2**20:.1f} MiB, {m['bytes_per_item']:.0f} B/item "
-                  f"(inverted {m['inverted_bytes_per_item']:.0f} + forward {m['forward_bytes_per_item']:.0f}); "
+                  f"({m['search_bytes_per_nnz']:.2f} B per non-zero for search); "
                   f"paper accounting {m['paper_bytes_per_item']:.0f} B/item.",
-              f"TAAT share: {rep['results']['index']['taat_share_single']:.0%} of single queries, "
-              f"{rep['results']['index']['taat_share_batched']:.0%} of batched queries.", "",
+              f"Items scored exactly (pruned engine): {rep['results']['index']['items_scored_share']:.0%}.", "",
               "| items | batched q/s | µs/query per 1k items | index MiB |", "|---|---|---|---|"]
     for s in rep["scaling"]:
         lines.append(f"| {s['items']:,} | {s['qps_batched']:.0f} | {s['us_per_query_per_1k_items']:.2f} | "

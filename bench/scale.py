@@ -43,7 +43,7 @@ from spidx.embeddings import load_embeddings
 from spidx.errors import InputError
 from spidx.index import SparseIndex
 from spidx.interactions import read_interactions
-from spidx.protocol import make_split, ranking_metrics
+from spidx.evaluation import make_split, ranking_metrics
 
 from .retrieval import index_bytes_per_query, measure_bandwidth
 

@@ -1,7 +1,8 @@
 """Cost of the structural validation of index files on load (issue 9).
 
 Writes a synthetic index (random rows of exactly k dimensions out of d, f32 values), then times
-`SparseIndex.load` with and without `index_file._validate_structure`, with and without checksums
+`SparseIndex.load` with and without the structural checks (`index_file._check_values`,
+`validate_layout` and the recomputed bound summaries `_derive_summaries`), with and without checksums
 (median of `--repeats`, in one process, page cache warm). Prints the ratios.
 
     python -m spidx.bench.validation_cost --items 1000000 --dim 4096 --nnz 32
@@ -65,15 +66,18 @@ def main() -> None:
         synthetic_index(args.items, args.dim, args.nnz).save(path)
         print(f"{args.items:,} items x d={args.dim}, k={args.nnz}: file {os.path.getsize(path) / 2**20:.0f} MiB")
         SparseIndex.load(path)  # warm the page cache
-        validate = index_file._validate_structure
+        checks = ("_check_values", "validate_layout", "_derive_summaries")
+        saved = {name: getattr(index_file, name) for name in checks}
         results = {}
         for verify in (False, True):
             with_checks = median_load_seconds(path, args.repeats, verify)
-            index_file._validate_structure = lambda *a: None
+            for name in checks:
+                setattr(index_file, name, lambda *a: None)
             try:
                 without = median_load_seconds(path, args.repeats, verify)
             finally:
-                index_file._validate_structure = validate
+                for name, fn in saved.items():
+                    setattr(index_file, name, fn)
             results[verify] = (with_checks, without)
             print(f"load (checksums {'on' if verify else 'off'}): {with_checks:.3f} s with structural validation, "
                   f"{without:.3f} s without (x{with_checks / max(without, 1e-9):.1f}; "

@@ -79,6 +79,8 @@ def _json_id(x):
 @click.option("--output", type=click.Path(dir_okay=False, allow_dash=True),
               help="JSONL output for --histories (default or '-': stdout).")
 @click.option("--include-seen", is_flag=True, help="Allow items from the history in the results.")
+@click.option("--approx", type=float, default=None,
+              help="Approximate search: a number in (0, 1], higher is more accurate, 1 is exact (default: exact).")
 @click.option("--batch-size", type=int, default=1024, show_default=True, callback=_positive, help="Users per batch.")
 @click.option("--user-col", default="0", show_default=True, help="--histories: user column (position or name).")
 @click.option("--item-col", default="1", show_default=True, help="--histories: item column (position or name).")
@@ -88,7 +90,7 @@ def _json_id(x):
               help="With --items: 2D homepage, e.g. rows=5,items=10 (row 1 'Recommended for you', then one row "
                    "per top segment, from INDEX.segments.npz or built on the fly).")
 @click.option("--json", "as_json", is_flag=True, help="With --items: print JSON.")
-def query(index_path, items, histories, k, output, include_seen, batch_size, user_col, item_col, sep, progress,
+def query(index_path, items, histories, k, output, include_seen, approx, batch_size, user_col, item_col, sep, progress,
           layout, as_json):
     """Recommend the top-k items for one history (--items) or for many users (--histories)."""
     if (items is None) == (histories is None):
@@ -112,7 +114,7 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
         ids = [x.strip() for x in items.split(",") if x.strip()]
         if not ids:
             raise InputError("--items: empty history")
-        rec = index.recommend([ids], k=k, exclude_seen=not include_seen)
+        rec = index.recommend([ids], k=k, exclude_seen=not include_seen, approx=approx)
         if rec.empty[0]:
             raise InputError(f"--items: none of the given item ids are in the index ({', '.join(ids[:5])})")
         if rec.unknown[0]:
@@ -143,7 +145,7 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
     show = sys.stderr.isatty() if progress is None else progress
     try:
         with tqdm(total=H.shape[0], unit="user", desc="query", disable=not show) as bar:
-            rec = index.recommend(H, k=k, exclude_seen=not include_seen, batch_size=batch_size,
+            rec = index.recommend(H, k=k, exclude_seen=not include_seen, approx=approx, batch_size=batch_size,
                                   progress=bar.update)
     except MemoryError:
         raise MemoryError(f"{H.shape[0]:,} users x -k {k} results need about "
@@ -181,27 +183,29 @@ def query(index_path, items, histories, k, output, include_seen, batch_size, use
 @click.argument("index_path", metavar="INDEX", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def info(index_path, as_json):
-    """Shape, k, dtypes, memory breakdown and posting-list statistics of an index."""
+    """Shape, k, dtypes, memory breakdown and block statistics of an index."""
     index = SparseIndex.load(index_path)
     arrays = {name: {"dtype": str(a.dtype), "bytes": int(a.nbytes)} for name, a in index.arrays().items()}
     report = {"path": index_path, "file_bytes": os.path.getsize(index_path), "n_items": index.n_items, "d": index.d,
               "k": index.k, "nnz": index.nnz, "values": index.values, "arrays": arrays,
-              "memory": index.memory_report(), "posting_lists": index.posting_stats(), "build": index.build}
+              "memory": index.memory_report(), "blocks": index.block_stats(), "build": index.build}
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
         return
-    m, p = report["memory"], report["posting_lists"]
+    m, b = report["memory"], report["blocks"]
     click.echo(f"{index_path}: {index.n_items:,} items x d={index.d}, k={index.k} "
                f"(nnz {index.nnz:,}), values {index.values}")
-    click.echo(f"{'array':<11} {'dtype':<8} {'bytes':>14}")
+    click.echo(f"{'array':<16} {'dtype':<8} {'bytes':>14}")
     for name, a in arrays.items():
-        click.echo(f"{name:<11} {a['dtype']:<8} {a['bytes']:>14,}")
-    click.echo(f"{'total':<11} {'':<8} {m['total_bytes']:>14,}")
-    click.echo(f"bytes/item: {m['bytes_per_item']:.1f} total, {m['search_bytes_per_item']:.1f} for search "
-               f"(inverted {m['inverted_bytes_per_item']:.1f} + forward {m['forward_bytes_per_item']:.1f}); "
-               f"paper accounting (8 B/non-zero) {m['paper_bytes_per_item']:.1f}")
-    click.echo(f"posting lists: {p['dims']} dims, {p['empty']} empty, length min {p['min']}, "
-               f"median {p['median']:.0f}, mean {p['mean']:.1f}, p99 {p['p99']:.0f}, max {p['max']}")
+        click.echo(f"{name:<16} {a['dtype']:<8} {a['bytes']:>14,}")
+    click.echo(f"{'total':<16} {'':<8} {m['total_bytes']:>14,}")
+    click.echo(f"bytes/item: {m['bytes_per_item']:.1f} total, {m['search_bytes_per_item']:.1f} for search; "
+               f"per non-zero {m['search_bytes_per_nnz']:.2f} for search (forward rows "
+               f"{m['forward_bytes_per_nnz']:.2f} + block summaries {m['summary_bytes_per_nnz']:.2f}); "
+               f"paper accounting (8 B/non-zero) {m['paper_bytes_per_item']:.1f} B/item; in the file "
+               f"{m['file_search_bytes_per_nnz']:.2f} B per non-zero ({m['file_bytes_per_nnz']:.2f} with item ids)")
+    click.echo(f"blocks: {b['blocks']:,}, size min {b['size_min']}, mean {b['size_mean']:.1f}, max {b['size_max']}; "
+               f"listed dimensions per summary mean {b['listed_mean']:.1f}, max {b['listed_max']}")
 
 
 def register(group):

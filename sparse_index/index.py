@@ -1,9 +1,10 @@
-"""SparseIndex: sparse item embeddings as an inverted index with exact top-k retrieval.
+"""SparseIndex: sparse item embeddings with exact (block-pruned) or approximate top-k retrieval.
 
-Â (items x d, a few non-zeros per row) is held twice: as posting lists (dimension -> items, CSC)
-and as forward rows (item -> dimensions, CSR). A user's history x becomes the query u = xÂ (forward
-rows); items are scored s = Âu, exactly, by whichever engine is cheaper for that query (see
-`kernels`). Values are float32, float16 or int8 with a per-dimension scale.
+Â (items x d, a few non-zeros per row) is held once, as forward rows (item -> dimensions) in an
+internal block order with a rank-safe bound summary per block (`layout`). A user's history x becomes
+the query u = xÂ; items are scored s = Âu by visiting blocks in decreasing upper bound until no
+unvisited block can beat the current k-th score (`kernels`). Values are float32, float16 or int8
+with a per-dimension scale.
 """
 from __future__ import annotations
 
@@ -17,13 +18,12 @@ import scipy.sparse as sp
 from . import kernels
 from .errors import InputError
 from .ids import IdMap, normalize_ids
+from .layout import DEFAULT_BLOCK_SIZE, block_order, default_summary_dims, permute_rows, summarise
 
 VALUE_TYPES = ("f32", "f16", "i8")
-ENGINES = {"auto": kernels.ENGINE_AUTO, "taat": kernels.ENGINE_TAAT, "forward": kernels.ENGINE_FORWARD}
-# A TAAT posting costs about this many non-zeros of a BLOCK-wide forward scan (random scatter vs. one
-# sequential pass serving a whole block of queries);
-# measured on Gowalla (d=4096, k=32) on this 2-core machine.
-TAAT_COST_RATIO = 0.45
+# 'auto' is the pruned engine (never slower than the scan by more than its bound computation);
+# 'scan' scores every item and is the plain exact baseline.
+ENGINES = ("auto", "pruned", "scan")
 _F16_MAX = 65504.0
 
 
@@ -92,6 +92,13 @@ def _quantise(values: np.ndarray, dims: np.ndarray, d: int, kind: str):
     raise InputError(f"unknown value type '{kind}' (choose from {', '.join(VALUE_TYPES)})")
 
 
+def _quantise_with(values: np.ndarray, dims: np.ndarray, scale: np.ndarray, kind: str) -> np.ndarray:
+    """Stored values of float32 `values` (columns `dims`) with an existing per-dimension scale."""
+    if kind == "i8":
+        return np.clip(np.rint(values / scale[dims]), -127, 127).astype(np.int8)
+    return _quantise(values, dims, len(scale), kind)[0]
+
+
 def _dequantise(values: np.ndarray, kind: str) -> np.ndarray:
     if kind == "f16":
         return values.view(np.float16).astype(np.float32)
@@ -99,10 +106,12 @@ def _dequantise(values: np.ndarray, kind: str) -> np.ndarray:
 
 
 class SearchStats(NamedTuple):
-    """Per query: engine used ('taat'/'forward' as 1/2) and index entries walked."""
+    """Per query: blocks and items scored exactly, and blocks and items skipped by their bounds."""
 
-    engine: np.ndarray
-    entries: np.ndarray
+    blocks_scored: np.ndarray
+    blocks_skipped: np.ndarray
+    items_scored: np.ndarray
+    items_skipped: np.ndarray
 
 
 class Recommendations(NamedTuple):
@@ -117,29 +126,50 @@ class Recommendations(NamedTuple):
     empty: np.ndarray
 
 
+# the arrays of the block layout that are not the forward rows (see `layout.summarise`)
+SUMMARY_FIELDS = ("summary_ptr", "summary_dims", "summary_pos", "summary_neg", "block_unit", "block_row_norm",
+                  "block_rest_max", "block_rest_count", "block_rest_norm")
+
+
 @dataclass
 class SparseIndex:
-    """Exact inverted index over sparse item embeddings. Build with `from_embeddings`/`from_file`."""
+    """Exact (or, on request, approximate) top-k index over sparse item embeddings.
 
-    col_ptr: np.ndarray       # (d + 1,) int32/int64: posting list j is col_items[col_ptr[j]:col_ptr[j + 1]]
-    col_items: np.ndarray     # (nnz,) int32 item positions
-    col_values: np.ndarray    # (nnz,) float32 | uint16 (float16 bits) | int8
-    row_ptr: np.ndarray       # (n_items + 1,) int32/int64: forward row i is row_*[row_ptr[i]:row_ptr[i + 1]]
-    row_dims: np.ndarray      # (nnz,) uint16 when d <= 65,536 else int32
-    row_values: np.ndarray    # (nnz,) same type as col_values
-    dim_scale: np.ndarray     # (d,) float32 dequantisation scale (ones unless i8)
-    item_ids: np.ndarray      # (n_items,) external ids, int64 or unicode
+    Build with `from_embeddings`/`from_file`, open with `load`. Items are stored once, as forward
+    rows in an internal block order (`layout`); `order[i]` is the label (the user-visible position,
+    0..ntotal-1, like a faiss flat index) of internal row i. Each block carries a bound summary, so
+    a query can skip every block whose upper bound is below its current k-th best score (exact).
+    """
+
+    row_ptr: np.ndarray           # (n_items + 1,) int64: internal row i is row_*[row_ptr[i]:row_ptr[i + 1]]
+    row_dims: np.ndarray          # (nnz,) uint16 when d <= 65,536 else int32
+    row_values: np.ndarray        # (nnz,) float32 | uint16 (float16 bits) | int8
+    dim_scale: np.ndarray         # (d,) float32 dequantisation scale (ones unless i8)
+    order: np.ndarray             # (n_items,) int32: label of each internal row
+    block_ptr: np.ndarray         # (n_blocks + 1,) int64: block b is internal rows block_ptr[b]:block_ptr[b + 1]
+    summary_ptr: np.ndarray       # (n_blocks + 1,) int64: block b lists summary_*[summary_ptr[b]:summary_ptr[b + 1]]
+    summary_dims: np.ndarray      # (n_listed,) same type as row_dims, increasing within a block
+    summary_pos: np.ndarray       # (n_listed,) uint8: max⁺ of the dimension in the block, in block_unit, rounded up
+    summary_neg: np.ndarray       # (n_listed,) uint8: |min⁻| likewise
+    block_unit: np.ndarray        # (n_blocks,) float32
+    block_row_norm: np.ndarray    # (n_blocks,) float32: largest row L2 norm
+    block_rest_max: np.ndarray    # (n_blocks,) float32: largest |value| in an unlisted dimension
+    block_rest_count: np.ndarray  # (n_blocks,) int32: most unlisted entries in one row
+    block_rest_norm: np.ndarray   # (n_blocks,) float32: largest L2 norm of one row's unlisted entries
+    item_ids: np.ndarray          # (n_items,) external ids by label, int64 or unicode
     values: str = "f32"
     build: dict = field(default_factory=dict)
-    taat_cost_ratio: float = TAAT_COST_RATIO
 
     # ---- construction -------------------------------------------------------------------------
 
     @classmethod
     def from_embeddings(cls, matrix, item_ids=None, nnz: int | None = None, values: str = "f32",
-                        build: dict | None = None) -> "SparseIndex":
+                        build: dict | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
+                        summary_dims: int | None = None) -> "SparseIndex":
         """Build from a CSR (items x d) or dense matrix. Dense input needs `nnz` (post-hoc top-k and
-        renormalise); CSR input is used as is, or cut to its top-`nnz` per row when it has more."""
+        renormalise); CSR input is used as is, or cut to its top-`nnz` per row when it has more.
+        `block_size` items share one bound summary of `summary_dims` listed dimensions (default
+        `layout.default_summary_dims`)."""
         if values not in VALUE_TYPES:
             raise InputError(f"unknown value type '{values}' (choose from {', '.join(VALUE_TYPES)})")
         if nnz is not None and int(nnz) <= 0:
@@ -173,22 +203,37 @@ class SparseIndex:
         if len(np.unique(ids)) != n:
             raise InputError("item ids must be unique")
         m.sort_indices()
-        ptr_type = np.int32 if m.nnz < 2**31 else np.int64
         dim_type = np.uint16 if d <= 65536 else np.int32
         row_values, scale = _quantise(m.data, m.indices, d, values)
-        # carry each entry's CSR position (+1, so none is an explicit zero) through the transpose
-        csc = sp.csr_matrix((np.arange(1, m.nnz + 1, dtype=np.int64), m.indices, m.indptr), shape=m.shape).tocsc()
-        csc.sort_indices()
-        order = csc.data - 1
         counts = np.diff(m.indptr)
         params.update(nnz_requested=None if nnz is None else int(nnz), values=values,
                       nnz_per_row_min=int(counts.min()), nnz_per_row_max=int(counts.max()))
-        return cls(
-            col_ptr=csc.indptr.astype(ptr_type), col_items=csc.indices.astype(np.int32),
-            col_values=row_values[order], row_ptr=m.indptr.astype(ptr_type),
-            row_dims=m.indices.astype(dim_type), row_values=row_values, dim_scale=scale,
-            item_ids=ids, values=values, build=params,
-        )
+        return cls.from_quantised(m.indptr.astype(np.int64), m.indices.astype(dim_type), row_values, scale, ids,
+                                  values, params, block_size, summary_dims)
+
+    @classmethod
+    def from_quantised(cls, row_ptr, row_dims, row_values, dim_scale, item_ids, values: str, build: dict,
+                       block_size: int = DEFAULT_BLOCK_SIZE, summary_dims: int | None = None) -> "SparseIndex":
+        """Lay out already quantised forward rows (in label order) in blocks with bound summaries."""
+        block_size = int(block_size)
+        if block_size <= 0:
+            raise InputError(f"block size must be positive, got {block_size}")
+        row_ptr = np.asarray(row_ptr, np.int64)
+        k_max = int(np.diff(row_ptr).max(initial=0))
+        summary_dims = default_summary_dims(block_size, k_max) if summary_dims is None else int(summary_dims)
+        if summary_dims <= 0:
+            raise InputError(f"summary dims must be positive, got {summary_dims}")
+        d = len(dim_scale)
+        A = sp.csr_matrix((_dequantise(np.asarray(row_values), values) * np.asarray(dim_scale)[row_dims],
+                           np.asarray(row_dims).astype(np.int32), row_ptr), shape=(len(row_ptr) - 1, d))
+        order, block_ptr = block_order(A, block_size)
+        row_ptr, row_dims, row_values = permute_rows(row_ptr, row_dims, row_values, order)
+        build = dict(build, block_size=block_size, summary_dims=summary_dims)
+        summaries = summarise(block_ptr, row_ptr, row_dims, row_values, dim_scale, summary_dims, row_dims.dtype)
+        return cls(row_ptr=row_ptr, row_dims=row_dims, row_values=row_values, dim_scale=np.asarray(dim_scale),
+                   order=order.astype(np.int32), block_ptr=block_ptr, **summaries, item_ids=np.asarray(item_ids),
+                   values=values,
+                   build=build)
 
     @classmethod
     def from_file(cls, path, nnz: int | None = None, values: str = "f32") -> "SparseIndex":
@@ -207,22 +252,37 @@ class SparseIndex:
         return len(self.row_ptr) - 1
 
     @property
+    def ntotal(self) -> int:
+        """Number of items (faiss naming); labels run 0..ntotal-1."""
+        return self.n_items
+
+    @property
     def d(self) -> int:
-        return len(self.col_ptr) - 1
+        return len(self.dim_scale)
 
     @property
     def nnz(self) -> int:
-        return int(len(self.col_items))
+        return int(len(self.row_dims))
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.block_ptr) - 1
 
     @property
     def k(self) -> int:
         """Non-zeros per item (the maximum, when rows differ)."""
         return int(np.diff(self.row_ptr).max(initial=0))
 
+    @property
+    def fixed_k(self) -> bool:
+        """True when every row has exactly `k` non-zeros (row_ptr is then implied, not stored)."""
+        return bool(np.all(np.diff(self.row_ptr) == self.k))
+
     def arrays(self) -> dict:
-        return {"col_ptr": self.col_ptr, "col_items": self.col_items, "col_values": self.col_values,
-                "row_ptr": self.row_ptr, "row_dims": self.row_dims, "row_values": self.row_values,
-                "dim_scale": self.dim_scale, "item_ids": self.item_ids}
+        """The arrays held in memory, by field name."""
+        return {"row_ptr": self.row_ptr, "row_dims": self.row_dims, "row_values": self.row_values,
+                "dim_scale": self.dim_scale, "order": self.order, "block_ptr": self.block_ptr,
+                **{name: getattr(self, name) for name in SUMMARY_FIELDS}, "item_ids": self.item_ids}
 
     def memory_breakdown(self) -> dict:
         """Bytes of each array."""
@@ -233,51 +293,204 @@ class SparseIndex:
         return sum(self.memory_breakdown().values())
 
     def memory_report(self) -> dict:
-        """Our bytes per item next to the paper's accounting (8 bytes per non-zero, nothing else)."""
+        """Bytes per item and per non-zero: what a search reads in memory (forward rows, summaries,
+        block structure; row_ptr only when rows vary, as it is implied otherwise), what the file
+        holds (dimensions packed to 12 bits when d <= 4096; with and without the external ids), next
+        to the paper's accounting (8 bytes per non-zero, nothing else)."""
         b = self.memory_breakdown()
-        n = max(self.n_items, 1)
-        search = sum(b[x] for x in ("col_ptr", "col_items", "col_values", "row_ptr", "row_dims", "row_values",
-                                    "dim_scale"))
+        n, nnz = max(self.n_items, 1), max(self.nnz, 1)
+        forward = b["row_dims"] + b["row_values"] + (0 if self.fixed_k else b["row_ptr"])
+        summaries = sum(b[x] for x in SUMMARY_FIELDS) + b["block_ptr"]
+        search = forward + summaries + b["order"] + b["dim_scale"]
+        from .index_file import stored_nbytes
+
+        stored = stored_nbytes(self)
+        file_search = sum(v for name, v in stored.items() if name != "item_ids")
         return {
             "total_bytes": self.nbytes,
             "bytes_per_item": self.nbytes / n,
             "search_bytes_per_item": search / n,
-            "inverted_bytes_per_item": (b["col_ptr"] + b["col_items"] + b["col_values"]) / n,
-            "forward_bytes_per_item": (b["row_ptr"] + b["row_dims"] + b["row_values"]) / n,
+            "search_bytes_per_nnz": search / nnz,
+            "file_bytes_per_nnz": sum(stored.values()) / nnz,
+            "file_search_bytes_per_nnz": file_search / nnz,
+            "forward_bytes_per_nnz": forward / nnz,
+            "summary_bytes_per_nnz": summaries / nnz,
             "paper_bytes_per_item": 8.0 * self.nnz / n,
         }
 
-    def posting_stats(self) -> dict:
-        lengths = np.diff(self.col_ptr)
-        return {"dims": self.d, "empty": int((lengths == 0).sum()), "min": int(lengths.min()),
-                "median": float(np.median(lengths)), "mean": float(lengths.mean()),
-                "p99": float(np.percentile(lengths, 99)), "max": int(lengths.max())}
+    def block_stats(self) -> dict:
+        """Block sizes and listed summary dimensions per block."""
+        sizes = np.diff(self.block_ptr)
+        listed = np.diff(self.summary_ptr)
+        return {"blocks": self.n_blocks, "size_min": int(sizes.min()) if len(sizes) else 0,
+                "size_mean": float(sizes.mean()),
+                "size_max": int(sizes.max(initial=0)), "listed_mean": float(listed.mean()),
+                "listed_max": int(listed.max(initial=0)), "rest_count_max": int(self.block_rest_count.max(initial=0))}
 
     def to_csr(self) -> sp.csr_matrix:
-        """The (dequantised) item matrix Â that the index scores with."""
+        """The (dequantised) item matrix Â that the index scores with, rows by label."""
         vals = _dequantise(np.asarray(self.row_values), self.values) * np.asarray(self.dim_scale)[self.row_dims]
-        return sp.csr_matrix((vals, np.asarray(self.row_dims).astype(np.int32), np.asarray(self.row_ptr)),
-                             shape=(self.n_items, self.d))
+        internal = sp.csr_matrix((vals, np.asarray(self.row_dims).astype(np.int32), np.asarray(self.row_ptr)),
+                                 shape=(self.n_items, self.d))
+        return internal[self.position_of_label]
 
-    def bytes_per_entry(self) -> tuple[int, int]:
-        """Bytes read per posting (TAAT) and per forward non-zero."""
-        vb = self.col_values.itemsize
-        return self.col_items.itemsize + vb, self.row_dims.itemsize + vb
+    @property
+    def position_of_label(self) -> np.ndarray:
+        """Internal row of each label (the inverse of `order`), computed once."""
+        inverse = getattr(self, "_position_of_label", None)
+        if inverse is None or len(inverse) != self.n_items:
+            inverse = np.empty(self.n_items, np.int64)
+            inverse[np.asarray(self.order)] = np.arange(self.n_items)
+            self._position_of_label = inverse
+        return inverse
+
+    def reconstruct(self, label: int) -> np.ndarray:
+        """The dequantised embedding row of item `label`, dense (d,) float32 (faiss naming)."""
+        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < self.n_items:
+            raise InputError(f"item position must be an integer in 0..{self.n_items - 1}, got {label!r}")
+        i = self.position_of_label[int(label)]
+        a, b = self.row_ptr[i], self.row_ptr[i + 1]
+        out = np.zeros(self.d, np.float32)
+        dims = np.asarray(self.row_dims[a:b]).astype(np.int64)
+        out[dims] = _dequantise(np.asarray(self.row_values[a:b]), self.values) * self.dim_scale[dims]
+        return out
+
+    # ---- mutation (faiss-shaped) ---------------------------------------------------------------
+
+    def add(self, x, ids=None) -> None:
+        """Append items: `x` is a CSR or dense (n, d) matrix (dense rows are cut to the index's k
+        largest |values| and renormalised, like `from_embeddings`); `ids` their external ids
+        (default: continuing the integer range after the largest integer id). Labels of the new
+        items are ntotal..ntotal+n-1.
+
+        Cost: the new rows are clustered among themselves into new blocks with their own summaries;
+        existing blocks are untouched (O(n_new log n_new) plus one copy of the stored arrays). Values
+        are quantised with the index's scales (i8: a value beyond a dimension's existing range is
+        clipped to ±127 units; f16: beyond ±65504 raises InputError)."""
+        if sp.issparse(x):
+            m = sp.csr_matrix(x, dtype=np.float32, copy=True)
+            m.sum_duplicates()
+            m.eliminate_zeros()
+        else:
+            dense = np.asarray(x)
+            if dense.ndim == 1:
+                dense = dense[None, :]
+            if dense.ndim != 2 or dense.dtype.kind not in "fiub":
+                raise InputError(f"rows to add must be a 2-D numeric array, got shape {dense.shape}")
+            if dense.shape[1] != self.d:
+                raise InputError(f"rows to add have {dense.shape[1]} dimensions, the index has {self.d}")
+            if not np.all(np.isfinite(dense)):
+                raise InputError("rows to add contain NaN or infinite values")
+            m = topk_sparsify(dense, max(self.k, 1))
+        n_new, d = m.shape
+        if d != self.d:
+            raise InputError(f"rows to add have {d} dimensions, the index has {self.d}")
+        if not np.all(np.isfinite(m.data)):
+            raise InputError("rows to add contain NaN or infinite values")
+        if n_new == 0:
+            return
+        new_ids = self._new_ids(ids, n_new)
+        m.sort_indices()
+        stored = _quantise_with(m.data, m.indices, self.dim_scale, self.values)
+        added = SparseIndex.from_quantised(
+            m.indptr.astype(np.int64), m.indices.astype(self.row_dims.dtype), stored, self.dim_scale, new_ids,
+            self.values, {}, self.build.get("block_size", DEFAULT_BLOCK_SIZE), self.build.get("summary_dims"))
+        n, nnz, n_listed = self.n_items, self.nnz, len(self.summary_dims)
+        self.row_ptr = np.concatenate([self.row_ptr, added.row_ptr[1:] + nnz])
+        self.row_dims = np.concatenate([self.row_dims, added.row_dims])
+        self.row_values = np.concatenate([self.row_values, added.row_values])
+        self.order = np.concatenate([self.order, added.order + np.int32(n)])
+        self.block_ptr = np.concatenate([self.block_ptr, added.block_ptr[1:] + n])
+        self.summary_ptr = np.concatenate([self.summary_ptr, added.summary_ptr[1:] + n_listed])
+        for name in SUMMARY_FIELDS[1:]:
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(added, name)]))
+        self.item_ids = np.concatenate([self.item_ids, new_ids])
+        self.build = dict(self.build, items_added=int(self.build.get("items_added", 0)) + n_new)
+        self._position_of_label = None
+        self._id_map = None
+        self._slack = None
+
+    def _new_ids(self, ids, n_new: int) -> np.ndarray:
+        if ids is None:
+            if self.item_ids.dtype.kind not in "iu":
+                raise InputError("this index has string item ids: give ids for the added items")
+            start = int(self.item_ids.max()) + 1 if len(self.item_ids) else 0
+            new_ids = np.arange(start, start + n_new, dtype=np.int64)
+        else:
+            new_ids = normalize_ids(ids)
+            if len(new_ids) != n_new:
+                raise InputError(f"{n_new} rows to add but {len(new_ids)} ids")
+            if (new_ids.dtype.kind in "iu") != (self.item_ids.dtype.kind in "iu"):
+                new_ids = new_ids.astype(str)
+                if self.item_ids.dtype.kind in "iu":
+                    raise InputError("this index has integer item ids; the added ids are not integers")
+        if len(np.unique(new_ids)) != n_new:
+            raise InputError("ids to add must be unique")
+        if np.any(self.lookup(new_ids) >= 0):
+            raise InputError("ids to add are already in the index")
+        return new_ids
+
+    def remove_ids(self, positions) -> int:
+        """Remove items by label (position), like faiss IndexFlat.remove_ids: later labels shift down
+        and external ids travel with their items. Returns the number removed.
+
+        Cost: one pass copying the stored arrays without the removed rows (O(nnz)); the remaining
+        blocks keep their summaries, which stay safe upper bounds (a block can only lose items), and
+        blocks left empty are dropped. Bounds loosen as items go; rebuild to tighten them."""
+        labels = np.unique(np.asarray(positions, dtype=np.int64).ravel()) if np.size(positions) else \
+            np.empty(0, np.int64)
+        if labels.size and (labels[0] < 0 or labels[-1] >= self.n_items):
+            raise InputError(f"positions to remove must lie in 0..{self.n_items - 1}")
+        if labels.size == 0:
+            return 0
+        keep_row = np.ones(self.n_items, np.bool_)
+        keep_row[self.position_of_label[labels]] = False
+        lengths = np.diff(self.row_ptr)
+        keep_entry = np.repeat(keep_row, lengths)
+        block_sizes = np.add.reduceat(keep_row.astype(np.int64), self.block_ptr[:-1]) if self.n_blocks else \
+            np.empty(0, np.int64)
+        keep_block = block_sizes > 0
+        listed = np.diff(self.summary_ptr)
+        keep_listed = np.repeat(keep_block, listed)
+        old_order = np.asarray(self.order)[keep_row]
+        self.row_ptr = np.concatenate([[0], np.cumsum(lengths[keep_row])]).astype(np.int64)
+        self.row_dims = np.asarray(self.row_dims)[keep_entry]
+        self.row_values = np.asarray(self.row_values)[keep_entry]
+        self.order = (old_order - np.searchsorted(labels, old_order)).astype(np.int32)
+        self.block_ptr = np.concatenate([[0], np.cumsum(block_sizes[keep_block])]).astype(np.int64)
+        self.summary_ptr = np.concatenate([[0], np.cumsum(listed[keep_block])]).astype(np.int64)
+        for name in ("summary_dims", "summary_pos", "summary_neg"):
+            setattr(self, name, np.asarray(getattr(self, name))[keep_listed])
+        for name in SUMMARY_FIELDS[4:]:
+            setattr(self, name, np.asarray(getattr(self, name))[keep_block])
+        self.item_ids = np.delete(np.asarray(self.item_ids), labels)
+        self._position_of_label = None
+        self._id_map = None
+        self._slack = None
+        return int(labels.size)
 
     # ---- search ------------------------------------------------------------------------------
 
-    def search(self, Q, k: int, exclude=None, engine: str = "auto", batch_size: int = 1024,
-               return_stats: bool = False):
-        """Exact top-k of Â q for each query row q (dense array or CSR, shape (n, d) or (d,)).
+    def search(self, Q, k: int, exclude=None, engine: str = "auto", approx: float | None = None,
+               batch_size: int = 1024, return_stats: bool = False):
+        """Top-k of Â q for each query row q (dense array or CSR, shape (n, d) or (d,)).
 
-        Returns (scores (n, k') float32, ids (n, k') int64 item positions), best first, padded with
-        -inf / -1 where fewer items qualify; k' = min(k, n_items) (a larger k is capped, so an absurd k
-        never allocates n x k). `exclude`: items never returned, as a CSR (n, n_items) matrix or one sequence of
-        positions per query. `engine`: 'auto' (cheaper per query), 'taat' or 'forward'.
+        Returns (scores (n, k') float32, labels (n, k') int64 item positions), best first, padded
+        with -inf / -1 where fewer items qualify; k' = min(k, n_items) (a larger k is capped, so an
+        absurd k never allocates n x k); ties go to the smaller label. `exclude`: items never returned, as a CSR
+        (n, n_items) matrix or one sequence of positions per query. `engine`: 'auto' (= 'pruned'),
+        'pruned' (exact, skips blocks whose upper bound is below the current k-th score) or 'scan'
+        (exact, scores every item: the plain baseline). `approx`: None for exact results, or a
+        float in (0, 1] that stops the pruned engine earlier: blocks are visited in decreasing
+        upper bound ub and the search stops at the first block with ub − (1 − approx)·|ub| < θ
+        (θ = the current k-th best score; for ub > 0 that is approx·ub < θ, a heap factor).
+        approx = 1.0 is exact; a larger approx scores a superset of blocks, so recall can only
+        grow with it. Measured recall@100 against exact (quick SVD models, top-32 of d = 1024, i8):
+        approx 0.4 ≥ 0.998 on MovieLens-100k and -1M; 0.3: 0.998 / 0.87; 0.2: 0.89 / 0.44.
+        `return_stats` adds a SearchStats (blocks/items scored and skipped per query).
         """
         k = _check_k(k, self.n_items)
-        if engine not in ENGINES:
-            raise InputError(f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
+        approx = self._approx(engine, approx)
         if sp.issparse(Q):
             Q = sp.csr_matrix(Q)
         else:
@@ -292,49 +505,71 @@ class SparseIndex:
         if not np.all(np.isfinite(data)):
             raise InputError("queries contain NaN or infinite values")
         excl_ptr, excl_items = self._exclusions(exclude, Q.shape[0])
-        scores, ids, used, work = [], [], [], []
+        parts = []
         for s in range(0, Q.shape[0], batch_size):
             block = Q[s:s + batch_size]
             block = block.toarray() if sp.issparse(block) else block
             e_ptr = excl_ptr[s:s + batch_size + 1] - excl_ptr[s]
             e_items = excl_items[excl_ptr[s]:excl_ptr[min(s + batch_size, Q.shape[0])]]
-            out = self.search_fast(np.ascontiguousarray(block, dtype=np.float32), k, e_ptr, e_items,
-                                   ENGINES[engine])
-            for lst, x in zip((scores, ids, used, work), out):
-                lst.append(x)
-        if not scores:
-            scores, ids = [np.empty((0, k), np.float32)], [np.empty((0, k), np.int64)]
-            used, work = [np.empty(0, np.int8)], [np.empty(0, np.int64)]
-        result = (np.concatenate(scores), np.concatenate(ids))
+            parts.append(self.search_fast(np.ascontiguousarray(block, dtype=np.float32), k, e_ptr, e_items,
+                                          engine != "scan", approx))
+        if not parts:
+            parts = [(np.empty((0, k), np.float32), np.empty((0, k), np.int64), np.empty(0, np.int64),
+                      np.empty(0, np.int64))]
+        scores, ids, blocks, items = (np.concatenate(x) for x in zip(*parts))
         if return_stats:
-            return result + (SearchStats(np.concatenate(used), np.concatenate(work)),)
-        return result
+            return scores, ids, SearchStats(blocks, self.n_blocks - blocks, items, self.n_items - items)
+        return scores, ids
 
-    def search_fast(self, Q: np.ndarray, k: int, excl_ptr: np.ndarray, excl_items: np.ndarray,
-                    engine: int = kernels.ENGINE_AUTO):
-        """Unchecked fast path: Q float32 C-contiguous (n, d); excl_* a CSR (int64 ptr of length n + 1,
-        int32 sorted positions). Returns (scores, ids, engine used, entries walked)."""
-        kernel = kernels.search_dense if len(Q) > kernels.BLOCK else kernels.search_dense_serial
-        return kernel(Q, self.dim_scale, k, engine, self.taat_cost_ratio, excl_ptr, excl_items,
-                                    self.col_ptr, self.col_items, self.col_values,
-                                    self.row_ptr, self.row_dims, self.row_values)
+    def search_fast(self, Q: np.ndarray, k: int, excl_ptr: np.ndarray, excl_labels: np.ndarray,
+                    pruned: bool = True, approx: float = 1.0):
+        """Unchecked fast path: Q float32 C-contiguous (n, d); excl_* a CSR of excluded labels
+        (int64 ptr of length n + 1, labels distinct per row). Returns (scores, labels, blocks
+        scored, items scored)."""
+        ex = kernels.internal_exclusions(excl_ptr, excl_labels, self.position_of_label)
+        kernel = kernels.search_batch if len(Q) >= kernels.PARALLEL_MIN_QUERIES else kernels.search_batch_serial
+        return kernel(Q, self.dim_scale, k, float(approx), bool(pruned), excl_ptr, ex, self.row_ptr, self.row_dims,
+                      self.row_values, self.order, self.block_ptr, self.summary_ptr, self.summary_dims,
+                      self.summary_pos, self.summary_neg, self.block_unit, self.block_row_norm, self.block_rest_max,
+                      self.block_rest_count, self.block_rest_norm, self._bound_slack())
+
+    def _bound_slack(self) -> float:
+        """kernels.bound_slack for this index, computed once (add/remove_ids reset it)."""
+        if getattr(self, "_slack", None) is None:
+            self._slack = kernels.bound_slack(self.k)
+        return self._slack
+
+    @staticmethod
+    def _approx(engine: str, approx) -> float:
+        """Validate engine and approx; return the approx factor the kernels take (1.0 = exact)."""
+        if engine not in ENGINES:
+            raise InputError(f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
+        if approx is None:
+            return 1.0
+        if isinstance(approx, bool) or not isinstance(approx, (int, float, np.integer, np.floating)) \
+                or not 0.0 < float(approx) <= 1.0:
+            raise InputError(f"approx must be a number in (0, 1] (1 = exact), got {approx!r}")
+        if engine == "scan":
+            raise InputError("approx needs the pruned engine; the scan engine is always exact")
+        return float(approx)
 
     def query_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
         """u = xÂ (dense, float32) for each row of a binary user x item-position matrix."""
         h = sp.csr_matrix(histories)
         h.sort_indices()
-        kernel = kernels.histories_to_queries if h.shape[0] > kernels.BLOCK else kernels.histories_to_queries_serial
-        return kernel(h.indptr.astype(np.int64), h.indices.astype(np.int32),
-                                            self.row_ptr, self.row_dims, self.row_values, self.dim_scale, self.d)
+        kernel = kernels.histories_to_queries if h.shape[0] >= kernels.PARALLEL_MIN_QUERIES \
+            else kernels.histories_to_queries_serial
+        return kernel(h.indptr.astype(np.int64), h.indices.astype(np.int64), self.position_of_label,
+                      self.row_ptr, self.row_dims, self.row_values, self.dim_scale, self.d)
 
     def recommend(self, histories, k: int = 20, exclude_seen: bool = True, batch_size: int = 1024,
-                  engine: str = "auto", progress=None) -> Recommendations:
+                  engine: str = "auto", approx: float | None = None, progress=None) -> Recommendations:
         """Top-k items for users given by their histories: a list of external-id sequences, or a CSR
         (users x n_items) matrix of item positions. Seen items are never returned when exclude_seen.
-        k is capped at n_items (the arrays have min(k, n_items) columns)."""
+        `engine` and `approx` as in `search`; k is capped at n_items (the arrays have min(k, n_items)
+        columns)."""
         k = _check_k(k, self.n_items)
-        if engine not in ENGINES:
-            raise InputError(f"unknown engine '{engine}' (choose from {', '.join(ENGINES)})")
+        approx = self._approx(engine, approx)
         H, unknown = self._history_matrix(histories)
         H.sort_indices()
         n = H.shape[0]
@@ -345,10 +580,10 @@ class SparseIndex:
             block = H[s:s + batch_size]
             Q = self.query_vectors(block)
             if exclude_seen:
-                e_ptr, e_items = block.indptr.astype(np.int64), block.indices.astype(np.int32)
+                e_ptr, e_items = block.indptr.astype(np.int64), block.indices.astype(np.int64)
             else:
-                e_ptr, e_items = np.zeros(block.shape[0] + 1, np.int64), np.empty(0, np.int32)
-            sc, ids, _, _ = self.search_fast(Q, k, e_ptr, e_items, ENGINES[engine])
+                e_ptr, e_items = np.zeros(block.shape[0] + 1, np.int64), np.empty(0, np.int64)
+            sc, ids, _, _ = self.search_fast(Q, k, e_ptr, e_items, engine != "scan", approx)
             scores[s:s + batch_size], positions[s:s + batch_size] = sc, ids
             if progress is not None:
                 progress(block.shape[0])
@@ -395,14 +630,14 @@ class SparseIndex:
 
     def _exclusions(self, exclude, n_queries: int):
         if exclude is None:
-            return np.zeros(n_queries + 1, np.int64), np.empty(0, np.int32)
+            return np.zeros(n_queries + 1, np.int64), np.empty(0, np.int64)
         if sp.issparse(exclude):
             E = sp.csr_matrix(exclude)
             if E.shape != (n_queries, self.n_items):
                 raise InputError(f"exclude has shape {E.shape}, expected ({n_queries}, {self.n_items})")
             E.sum_duplicates()
             E.sort_indices()
-            return E.indptr.astype(np.int64), E.indices.astype(np.int32)
+            return E.indptr.astype(np.int64), E.indices.astype(np.int64)
         if len(exclude) != n_queries:
             raise InputError(f"exclude has {len(exclude)} rows for {n_queries} queries")
         lists = [np.unique(np.asarray(e, dtype=np.int64)) for e in exclude]
@@ -411,7 +646,7 @@ class SparseIndex:
                 raise InputError(f"exclude holds item positions outside 0..{self.n_items - 1}")
         ptr = np.zeros(n_queries + 1, np.int64)
         ptr[1:] = np.cumsum([len(e) for e in lists])
-        items = np.concatenate(lists).astype(np.int32) if lists else np.empty(0, np.int32)
+        items = np.concatenate(lists).astype(np.int64) if lists else np.empty(0, np.int64)
         return ptr, items
 
     # ---- persistence ---------------------------------------------------------------------------

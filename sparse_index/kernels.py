@@ -1,16 +1,20 @@
-"""Numba kernels for exact sparse retrieval (unchecked: callers validate shapes, dtypes and ranges).
+"""Numba kernels for sparse top-k retrieval (unchecked: callers validate shapes, dtypes and ranges).
 
 Scores are s = Â w, where Â is the index's (dequantised) item matrix and w = u * dim_scale is the
-query u with the per-dimension dequantisation scale folded in. Two exact engines:
+query u with the per-dimension dequantisation scale folded in. Items are stored as forward rows in
+blocks (see `layout`); one scoring path (`_score_block`: the dot product of each forward row with the
+dense w, gathered from a cache-resident w) serves both engines:
 
-* term-at-a-time (TAAT): walk the posting lists of the query's non-zero dimensions, scatter
-  w_j * Â_ij into a per-thread accumulator, then one pass over the accumulator selects the top-k;
-* forward scan: for every item, the dot product of its forward row with the dense w.
+* scan: score every block in storage order (the plain exact baseline);
+* pruned: compute an upper bound of every block's scores from its summary (`_block_bounds`), visit
+  blocks in decreasing bound and stop once the next bound is below the current k-th best score θ
+  (exact); approximate search (approx < 1) shrinks each bound towards zero, ub − (1 − approx)·|ub|,
+  before the comparison, so it stops earlier.
 
-Each query takes the engine with the lower estimated cost (postings walked vs. non-zeros scanned).
-Top-k selection is a k-sized min-heap inside the kernel; ties are broken towards the smaller item
-position, so results are deterministic. Values are float32, int8 (scaled by dim_scale), or float16
-stored as its uint16 bit pattern (numba has no CPU float16) and decoded in registers.
+Top-k selection is one k-sized min-heap per query; ties are broken towards the smaller label (the
+user-visible item position), so results do not depend on the internal order. Values are float32,
+int8 (scaled by dim_scale), or float16 stored as its uint16 bit pattern (numba has no CPU float16)
+and decoded in registers.
 """
 from __future__ import annotations
 
@@ -19,8 +23,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core.extending import intrinsic, overload
 
-ENGINE_AUTO, ENGINE_TAAT, ENGINE_FORWARD = 0, 1, 2
-BLOCK = 16  # queries sharing one forward scan (the accumulators in _forward_scan are unrolled to it)
+PARALLEL_MIN_QUERIES = 16  # smaller batches run serially: waking the thread pool costs more than the work
 _NEG_INF = np.float32(-np.inf)
 
 
@@ -108,157 +111,244 @@ def _heap_drain(hs, hi, size, out_s, out_i):
         _sift_down(hs, hi, 0, n - 1)
 
 
-@njit(cache=True)
-def _select_from_accumulator(acc, hs, hi, kk):
-    """Top-kk of acc (excluded items hold -inf), resetting acc to zero on the way; returns heap size."""
-    size = 0
-    for i in range(acc.shape[0]):
-        s = acc[i]
-        acc[i] = 0.0
-        if size == kk:
-            if s <= hs[0]:  # items arrive in increasing order, so a tie with the root loses
-                continue
-            hs[0] = s
-            hi[0] = i
-            _sift_down(hs, hi, 0, kk)
-        elif s != _NEG_INF:
-            size = _heap_push(hs, hi, size, s, i)
+def bound_slack(k: int) -> float:
+    """Relative slack added to block bounds: a float32 dot product of k terms may exceed the exact
+    value by about k units in the last place of its magnitude sum; this covers it twice over."""
+    return float((2 * int(k) + 8) * 2.0 ** -24)
+
+
+@njit(inline="always")
+def _offer(hs, hi, size, kk, s, label):
+    """Offer (s, label) to a heap of capacity kk holding `size` entries; return the new size."""
+    if size < kk:
+        return _heap_push(hs, hi, size, s, label)
+    if _worse(hs[0], hi[0], s, label):
+        hs[0] = s
+        hi[0] = label
+        _sift_down(hs, hi, 0, kk)
     return size
 
 
 @njit(cache=True)
-def _forward_scan(W, n_lanes, row_ptr, row_dims, row_values, excl, e_pos, e_end, hs, hi, sizes, kk):
-    """Top-kk of Â W[:, b] for lanes b < n_lanes in one pass over the forward rows.
+def _score_block(w, i0, i1, row_ptr, row_dims, row_values, order, ex, hs, hi, size, kk):
+    """Score items i0..i1-1 (internal positions) exactly and offer them to the heap under their
+    labels order[i]; ex holds the query's sorted excluded internal positions. Returns the heap size.
 
-    W is (d, BLOCK): reading each row once serves BLOCK queries (a sparse x dense product with the
-    lanes contiguous, so the inner loop vectorises). excl[e_pos[b]:e_end[b]] are lane b's sorted
-    excluded items; e_pos is advanced in place.
+    A score below the heap's root (kept in a register) is dropped before the exclusion and heap
+    checks; equal scores go on to the heap, where the smaller label wins the tie."""
+    e = np.searchsorted(ex, i0)
+    n_ex = ex.shape[0]
+    theta = _NEG_INF if size < kk else hs[0]
+    for i in range(i0, i1):
+        # four independent partial sums: the additions do not wait on each other
+        p = row_ptr[i]
+        end = row_ptr[i + 1]
+        s0 = s1 = s2 = s3 = np.float32(0.0)
+        while p + 4 <= end:
+            s0 += value_at(row_values, p) * w[row_dims[p]]
+            s1 += value_at(row_values, p + 1) * w[row_dims[p + 1]]
+            s2 += value_at(row_values, p + 2) * w[row_dims[p + 2]]
+            s3 += value_at(row_values, p + 3) * w[row_dims[p + 3]]
+            p += 4
+        while p < end:
+            s0 += value_at(row_values, p) * w[row_dims[p]]
+            p += 1
+        s = (s0 + s1) + (s2 + s3)
+        if s < theta:
+            continue
+        while e < n_ex and ex[e] < i:
+            e += 1
+        if e < n_ex and ex[e] == i:
+            continue
+        size = _offer(hs, hi, size, kk, s, order[i])
+        if size == kk:
+            theta = hs[0]
+    return size
+
+
+@njit(cache=True)
+def _block_bounds(u, sum_ptr, sum_dims, sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count,
+                  rest_norm, slack_rel, ub):
+    """Upper bound of u·a_i over the items i of each block, written to ub (float64, one per block).
+
+    Listed dimensions j of block b carry max⁺_bj = sum_pos * unit and |min⁻_bj| = sum_neg * unit
+    (rounded up when quantised), so u_j·a_ij ≤ u_j·max⁺ for u_j > 0 and ≤ |u_j|·|min⁻| for u_j < 0.
+    Two bounds, the smaller wins:
+    A = Σ_listed of those terms + the unlisted part, where the unlisted part is at most
+        rest_max · min(‖u_unlisted‖₁, the sum of the rest_count largest |u_j|) and at most
+        rest_norm · ‖u_unlisted‖₂ (Cauchy-Schwarz on the unlisted entries);
+    B = row_norm · sqrt(Σ u_j² over listed dims where the block has entries of u_j's sign
+        + ‖u_unlisted‖₂²) (Cauchy-Schwarz on the whole row, only sign-agreeing terms can add).
+    A slack of slack_rel · row_norm · ‖u‖₂ (≥ slack_rel · Σ_j |u_j a_ij|) covers float32 rounding
+    in the exact scores.
     """
-    s = np.empty(BLOCK, np.float32)
-    Wf = W.ravel()
-    for i in range(row_ptr.shape[0] - 1):
-        # sixteen scalar accumulators stay in registers and vectorise; an array here runs ~3x slower
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.float32(0.0)
-        s8 = s9 = s10 = s11 = s12 = s13 = s14 = s15 = np.float32(0.0)
-        for p in range(row_ptr[i], row_ptr[i + 1]):
-            v = value_at(row_values, p)
-            o = np.int64(row_dims[p]) * BLOCK
-            s0 += v * Wf[o]
-            s1 += v * Wf[o + 1]
-            s2 += v * Wf[o + 2]
-            s3 += v * Wf[o + 3]
-            s4 += v * Wf[o + 4]
-            s5 += v * Wf[o + 5]
-            s6 += v * Wf[o + 6]
-            s7 += v * Wf[o + 7]
-            s8 += v * Wf[o + 8]
-            s9 += v * Wf[o + 9]
-            s10 += v * Wf[o + 10]
-            s11 += v * Wf[o + 11]
-            s12 += v * Wf[o + 12]
-            s13 += v * Wf[o + 13]
-            s14 += v * Wf[o + 14]
-            s15 += v * Wf[o + 15]
-        s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7] = s0, s1, s2, s3, s4, s5, s6, s7
-        s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15] = s8, s9, s10, s11, s12, s13, s14, s15
-        for b in range(n_lanes):
-            if e_pos[b] < e_end[b] and excl[e_pos[b]] == i:
-                e_pos[b] += 1
-            elif sizes[b] < kk:
-                sizes[b] = _heap_push(hs[b], hi[b], sizes[b], s[b], i)
-            elif s[b] > hs[b, 0]:  # items arrive in increasing order, so a tie with the root loses
-                hs[b, 0] = s[b]
-                hi[b, 0] = i
-                _sift_down(hs[b], hi[b], 0, kk)
+    d = u.shape[0]
+    # per dimension: u⁺, u⁻ (= max(-u, 0)), |u|, u², interleaved so one cache line serves a lookup
+    table = np.zeros((d, 4), np.float32)
+    l1 = 0.0
+    l2sq = 0.0
+    for j in range(d):
+        x = u[j]
+        table[j, 0] = max(x, np.float32(0.0))
+        table[j, 1] = max(-x, np.float32(0.0))
+        table[j, 2] = abs(x)
+        table[j, 3] = x * x
+        l1 += abs(np.float64(x))
+        l2sq += np.float64(x) * np.float64(x)
+    u_norm = np.sqrt(l2sq)
+    max_r = 0
+    for b in range(rest_count.shape[0]):
+        max_r = max(max_r, rest_count[b])
+    top = np.zeros(max_r + 1, np.float64)
+    if max_r > 0:
+        largest = -np.sort(-np.abs(u))[:max_r]
+        for r in range(largest.shape[0]):
+            top[r + 1] = top[r] + largest[r]
+        for r in range(largest.shape[0] + 1, max_r + 1):
+            top[r] = top[r - 1]
+    zero = np.float32(0.0)
+    for b in range(ub.shape[0]):
+        pos = zero
+        listed_l1 = zero
+        listed_l2 = zero
+        disagree_l2 = zero  # u_j² where the block has no entry of u_j's sign
+        for p in range(sum_ptr[b], sum_ptr[b + 1]):
+            j = sum_dims[p]
+            hi_ = np.float32(sum_pos[p])
+            lo_ = np.float32(sum_neg[p])
+            up = table[j, 0]
+            un = table[j, 1]
+            sq = table[j, 3]
+            pos += up * hi_ + un * lo_
+            listed_l1 += table[j, 2]
+            listed_l2 += sq
+            if (up > zero and hi_ == zero) or (un > zero and lo_ == zero):
+                disagree_l2 += sq
+        # float32 sums of n non-negative terms are within a factor 1 ± (n + 2)·2⁻²³ of the exact sums:
+        # widen each the safe way, so every bound stays an upper bound
+        err = (sum_ptr[b + 1] - sum_ptr[b] + 2) * 1.1920928955078125e-07
+        low, high = 1.0 - err, 1.0 + err
+        rest_l1 = max(l1 - listed_l1 * low, 0.0)
+        rest_l2sq = max(l2sq - listed_l2 * low, 0.0)
+        rest = min(rest_max[b] * min(rest_l1, top[rest_count[b]]), rest_norm[b] * np.sqrt(rest_l2sq))
+        bound_a = pos * high * np.float64(block_unit[b]) + rest
+        agree_l2 = max(listed_l2 * high - disagree_l2 * low, 0.0)
+        bound_b = row_norm[b] * np.sqrt(agree_l2 + rest_l2sq)
+        ub[b] = min(bound_a, bound_b) + slack_rel * row_norm[b] * u_norm
+
+
+@njit(cache=True)
+def _search_one(u, w, kk, approx, pruned, ex, row_ptr, row_dims, row_values, order, block_ptr,
+                sum_ptr, sum_dims, sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count, rest_norm,
+                slack_rel, out_s, out_i):
+    """Top-kk of one query into out_*; returns (blocks scored, items scored).
+
+    pruned=False scores every block in storage order (the plain exact scan). pruned=True visits
+    blocks in decreasing upper bound ub and, once the heap is full, stops at the first block with
+    ub − (1 − approx)·|ub| < θ (θ = the current k-th best score). approx = 1 is exact: no item of a
+    skipped block can score above its bound. An exact search checks after a few blocks whether most
+    unscored items still have ub ≥ θ (loose bounds); then it sweeps the remaining blocks in storage
+    order, scoring each whose ub ≥ θ (θ only grows, so this is exact too). The shrunk bound is increasing in both ub and approx,
+    so the visiting order does not depend on approx and a larger approx visits a superset of blocks.
+    """
+    nb = block_ptr.shape[0] - 1
+    n_items = row_ptr.shape[0] - 1
+    # blocks scored in bound order before an exact search may switch to a sweep (see below)
+    first_check = min(nb, 4)
+    hs = np.empty(kk, np.float32)
+    hi = np.empty(kk, np.int64)
+    size = 0
+    blocks = 0
+    items = 0
+    if pruned:
+        ub = np.empty(nb, np.float64)
+        _block_bounds(u, sum_ptr, sum_dims, sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count,
+                      rest_norm, slack_rel, ub)
+        visit = np.argsort(-ub)
+        shrink = 1.0 - approx
+        sweep = False
+        t = 0
+        while t < nb:
+            b = visit[t]
+            if size == kk and ub[b] - shrink * abs(ub[b]) < hs[0]:
+                break
+            size = _score_block(w, block_ptr[b], block_ptr[b + 1], row_ptr, row_dims, row_values, order, ex,
+                                hs, hi, size, kk)
+            blocks += 1
+            items += block_ptr[b + 1] - block_ptr[b]
+            ub[b] = -np.inf  # scored
+            t += 1
+            if approx == 1.0 and size == kk and t == first_check:
+                # exact search whose bounds are loose: when most unscored items have a bound at or
+                # above θ already, scoring them in storage order (sequential reads, no further
+                # ordering) is cheaper; still exact, as every block with ub >= θ is scored
+                left = 0
+                for c in range(nb):
+                    if ub[c] >= hs[0]:
+                        left += block_ptr[c + 1] - block_ptr[c]
+                sweep = 2 * left > n_items - items
+                if sweep:
+                    break
+        if sweep:
+            for b in range(nb):
+                if ub[b] >= hs[0]:
+                    size = _score_block(w, block_ptr[b], block_ptr[b + 1], row_ptr, row_dims, row_values, order,
+                                        ex, hs, hi, size, kk)
+                    blocks += 1
+                    items += block_ptr[b + 1] - block_ptr[b]
+    else:
+        size = _score_block(w, 0, row_ptr.shape[0] - 1, row_ptr, row_dims, row_values, order, ex, hs, hi, size, kk)
+        blocks = nb
+        items = row_ptr.shape[0] - 1
+    _heap_drain(hs, hi, size, out_s, out_i)
+    return blocks, items
 
 
 @njit(parallel=True, cache=True)
-def search_dense(Q, dim_scale, k, engine, taat_cost_ratio, excl_ptr, excl_items,
-                 col_ptr, col_items, col_values, row_ptr, row_dims, row_values):
-    """Exact top-k of Â (Q * dim_scale)ᵀ per query row, excluded items skipped.
+def search_batch(U, dim_scale, k, approx, pruned, ex_ptr, ex_items, row_ptr, row_dims, row_values, order,
+                 block_ptr, sum_ptr, sum_dims, sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count,
+                 rest_norm, slack_rel):
+    """Top-k of Â (U[q] * dim_scale) for every query row q, in parallel over queries.
 
-    Q: (n, d) float32 C-contiguous. excl_ptr/excl_items: CSR of sorted excluded item positions per
-    query (excl_ptr of length n + 1). Queries go in blocks of BLOCK, in parallel; inside a block a
-    query runs TAAT when taat_cost_ratio * its postings * (queries in the block) < the non-zeros
-    of Â, else it shares the block's forward scan. Returns scores (n, k) float32 (-inf padding),
-    ids (n, k) int64 (-1 padding), the engine used per query (1 = TAAT, 2 = forward) and the
-    postings (TAAT) or non-zeros (forward) each query walked.
+    ex_ptr/ex_items: CSR of each query's sorted excluded *internal* item positions. Returns scores
+    (n, k) float32 (-inf padding), labels (n, k) int64 (-1 padding), blocks and items scored per query.
     """
-    n_q, d = Q.shape
+    n_q = U.shape[0]
     n_items = row_ptr.shape[0] - 1
     out_s = np.full((n_q, k), _NEG_INF, np.float32)
     out_i = np.full((n_q, k), -1, np.int64)
-    used = np.zeros(n_q, np.int8)
-    work = np.zeros(n_q, np.int64)
+    blocks = np.zeros(n_q, np.int64)
+    items = np.zeros(n_q, np.int64)
     kk = min(k, n_items)
-    nnz = row_ptr[n_items] - row_ptr[0]
-    n_blocks = (n_q + BLOCK - 1) // BLOCK
-    for blk in prange(n_blocks):
-        q0 = blk * BLOCK
-        q1 = min(q0 + BLOCK, n_q)
-        postings = np.zeros(BLOCK, np.int64)
-        for q in range(q0, q1):
-            for j in range(d):
-                if Q[q, j] != 0.0 and dim_scale[j] != 0.0:
-                    postings[q - q0] += col_ptr[j + 1] - col_ptr[j]
-        lane_query = np.empty(BLOCK, np.int64)
-        n_lanes = 0
-        n_taat = 0
-        for q in range(q0, q1):
-            taat = engine == ENGINE_TAAT or (
-                engine == ENGINE_AUTO and taat_cost_ratio * postings[q - q0] * (q1 - q0) < nnz)
-            if taat:
-                used[q] = ENGINE_TAAT
-                work[q] = postings[q - q0]
-                n_taat += 1
-            else:
-                used[q] = ENGINE_FORWARD
-                work[q] = nnz
-                lane_query[n_lanes] = q
-                n_lanes += 1
-        if kk == 0:
-            continue
-        hs = np.empty((BLOCK, kk), np.float32)
-        hi = np.empty((BLOCK, kk), np.int64)
-        sizes = np.zeros(BLOCK, np.int64)
-        acc = np.zeros(n_items if n_taat > 0 else 0, np.float32)
-        for q in range(q0, q1):
-            if used[q] != ENGINE_TAAT:
-                continue
-            for j in range(d):
-                wj = Q[q, j] * dim_scale[j]
-                if wj != 0.0:
-                    for p in range(col_ptr[j], col_ptr[j + 1]):
-                        acc[col_items[p]] += wj * value_at(col_values, p)
-            for e in range(excl_ptr[q], excl_ptr[q + 1]):
-                acc[excl_items[e]] = _NEG_INF
-            size = _select_from_accumulator(acc, hs[0], hi[0], kk)
-            _heap_drain(hs[0], hi[0], size, out_s[q], out_i[q])
-        if n_lanes > 0:
-            W = np.zeros((d, BLOCK), np.float32)
-            e_pos = np.empty(BLOCK, np.int64)
-            e_end = np.empty(BLOCK, np.int64)
-            for b in range(n_lanes):
-                q = lane_query[b]
-                for j in range(d):
-                    W[j, b] = Q[q, j] * dim_scale[j]
-                e_pos[b] = excl_ptr[q]
-                e_end[b] = excl_ptr[q + 1]
-            _forward_scan(W, n_lanes, row_ptr, row_dims, row_values, excl_items, e_pos, e_end, hs, hi, sizes, kk)
-            for b in range(n_lanes):
-                _heap_drain(hs[b], hi[b], sizes[b], out_s[lane_query[b]], out_i[lane_query[b]])
-    return out_s, out_i, used, work
+    for q in prange(n_q):
+        w = U[q] * dim_scale
+        blocks[q], items[q] = _search_one(U[q], w, kk, approx, pruned, ex_items[ex_ptr[q]:ex_ptr[q + 1]],
+                                          row_ptr, row_dims, row_values, order, block_ptr, sum_ptr, sum_dims,
+                                          sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count, rest_norm,
+                                          slack_rel, out_s[q], out_i[q])
+    return out_s, out_i, blocks, items
+
+
+@njit(cache=True)
+def internal_exclusions(ex_ptr, ex_labels, position_of_label):
+    """Map each query's excluded labels to internal positions, sorted per query."""
+    out = np.empty(ex_labels.shape[0], np.int64)
+    for r in range(ex_ptr.shape[0] - 1):
+        for e in range(ex_ptr[r], ex_ptr[r + 1]):
+            out[e] = position_of_label[ex_labels[e]]
+        out[ex_ptr[r]:ex_ptr[r + 1]].sort()
+    return out
 
 
 @njit(parallel=True, cache=True)
-def histories_to_queries(h_ptr, h_items, row_ptr, row_dims, row_values, dim_scale, d):
-    """Dense u = x Â (dequantised) for each binary history row given as CSR of item positions."""
+def histories_to_queries(h_ptr, h_labels, position_of_label, row_ptr, row_dims, row_values, dim_scale, d):
+    """Dense u = x Â (dequantised) for each binary history row given as CSR of item labels."""
     n = h_ptr.shape[0] - 1
     out = np.zeros((n, d), np.float32)
     for u in prange(n):
         row = out[u]
         for h in range(h_ptr[u], h_ptr[u + 1]):
-            i = h_items[h]
+            i = position_of_label[h_labels[h]]
             for p in range(row_ptr[i], row_ptr[i + 1]):
                 row[row_dims[p]] += value_at(row_values, p)
         for j in range(d):
@@ -266,8 +356,8 @@ def histories_to_queries(h_ptr, h_items, row_ptr, row_dims, row_values, dim_scal
     return out
 
 
-# Serial twins for small batches: waking the thread pool costs more than one block of work.
-search_dense_serial = njit(cache=True)(search_dense.py_func)
+# Serial twins for small batches: waking the thread pool costs more than the work.
+search_batch_serial = njit(cache=True)(search_batch.py_func)
 histories_to_queries_serial = njit(cache=True)(histories_to_queries.py_func)
 
 

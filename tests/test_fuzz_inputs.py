@@ -42,10 +42,12 @@ def small_index(values="f32", string_ids=False) -> SparseIndex:
 
 
 def index_parts(index: SparseIndex):
+    """The arrays and header fields of a version-2 file of `index` (dimensions unpacked, row_ptr kept:
+    both are allowed forms)."""
     arrays = {name: np.array(a) for name, a in index.arrays().items()}
     header = {"format": F.FORMAT, "format_version": F.FORMAT_VERSION, "n_items": index.n_items, "d": index.d,
-              "nnz": index.nnz, "k": index.k, "values": index.values, "taat_cost_ratio": index.taat_cost_ratio,
-              "build": {}}
+              "nnz": index.nnz, "k": index.k, "values": index.values, "fixed_k": index.fixed_k,
+              "n_blocks": index.n_blocks, "n_listed": len(index.summary_dims), "build": dict(index.build)}
     return arrays, header
 
 
@@ -87,11 +89,11 @@ def oracle_check(index: SparseIndex, seed: int) -> None:
     S = (A @ Q.T.astype(np.float64)).T
     k = 7
     if not np.all(np.abs(S) < 1e30):  # values so large that float32 scores overflow: no exact answer
-        for engine in ("auto", "taat", "forward"):
+        for engine in ("auto", "pruned", "scan"):
             scores, ids = index.search(Q, k, engine=engine)
             assert ids.shape == (5, min(k, index.n_items)) and np.all(ids < index.n_items)
         return
-    for engine in ("auto", "taat", "forward"):
+    for engine in ("auto", "pruned", "scan"):
         scores, ids = index.search(Q, k, engine=engine)
         kk = min(k, index.n_items)
         assert scores.shape == ids.shape == (5, kk)
@@ -123,19 +125,27 @@ def _set(name, pos, value):
     return f
 
 
+def _duplicate(name):
+    def f(a):
+        a[name][1] = a[name][0]
+    return f
+
+
 ARRAY_CORRUPTIONS = {
-    "col_items out of range": _set("col_items", 3, N_ITEMS),
-    "col_items negative": _set("col_items", 0, -1),
     "row_dims out of range": _set("row_dims", 5, D),
-    "col_ptr unordered": _swap("col_ptr", 2, 30),
     "row_ptr unordered": _swap("row_ptr", 1, 20),
     "row_ptr not from 0": _set("row_ptr", 0, 1),
-    "col_values NaN": _set("col_values", 2, np.nan),
     "row_values inf": _set("row_values", 2, np.inf),
     "dim_scale zero": _set("dim_scale", 0, 0.0),
     "duplicate item ids": _set("item_ids", 1, 100),
-    "copies disagree": _swap("col_items", 0, 1),
-    "row values disagree": _set("row_values", 0, 0.5),
+    "order not a permutation": _duplicate("order"),
+    "order out of range": _set("order", 0, N_ITEMS),
+    "order negative": _set("order", 0, -1),
+    "block_ptr past the items": _set("block_ptr", 1, N_ITEMS + 5),
+    "summary_ptr past the summaries": _set("summary_ptr", 1, 10**6),
+    "summary_dims out of range": _set("summary_dims", 0, D),
+    "block bound NaN": _set("block_unit", 0, np.nan),
+    "block rest count negative": _set("block_rest_count", 0, -1),
 }
 
 HEADER_CORRUPTIONS = {
@@ -145,22 +155,24 @@ HEADER_CORRUPTIONS = {
     "arrays is a list": lambda h: {**h, "arrays": list(h["arrays"])},
     "n_items a string": lambda h: {**h, "n_items": "40"},
     "n_items a bool": lambda h: {**h, "d": True},
+    "n_blocks a string": lambda h: {**h, "n_blocks": "1"},
+    "fixed_k an int": lambda h: {**h, "fixed_k": 1},
+    "n_listed huge": lambda h: {**h, "n_listed": 2**50},
     "huge unicode dtype": lambda h: _spec(h, "item_ids", dtype="<U99999999999"),
-    "object dtype": lambda h: _spec(h, "col_values", dtype="|O"),
-    "shape overflow": lambda h: _spec(h, "col_items", shape=[2**62, 2**62]),
-    "shape wrong": lambda h: _spec(h, "col_items", shape=[3]),
-    "shape a string": lambda h: _spec(h, "col_items", shape="160"),
-    "offset past the end": lambda h: _spec(h, "col_items", offset_abs=10**12),
-    "negative offset": lambda h: _spec(h, "col_items", offset_abs=-64),
-    "nbytes lies": lambda h: _spec(h, "col_items", nbytes=8),
-    "taat_cost_ratio zero": lambda h: {**h, "taat_cost_ratio": 0},
-    "taat_cost_ratio a string": lambda h: {**h, "taat_cost_ratio": "fast"},
+    "object dtype": lambda h: _spec(h, "row_values", dtype="|O"),
+    "shape overflow": lambda h: _spec(h, "row_dims", shape=[2**62, 2**62]),
+    "shape wrong": lambda h: _spec(h, "row_dims", shape=[3]),
+    "shape a string": lambda h: _spec(h, "row_dims", shape="160"),
+    "offset past the end": lambda h: _spec(h, "row_dims", offset_abs=10**12),
+    "negative offset": lambda h: _spec(h, "row_dims", offset_abs=-64),
+    "nbytes lies": lambda h: _spec(h, "row_dims", nbytes=8),
     "k wrong": lambda h: {**h, "k": 3},
     "nnz wrong": lambda h: {**h, "nnz": 159},
     "values mismatch": lambda h: {**h, "values": "f16"},
     "values unknown": lambda h: {**h, "values": "f64"},
     "build a list": lambda h: {**h, "build": []},
     "format wrong": lambda h: {**h, "format": "other"},
+    "version disagrees": lambda h: {**h, "format_version": 1},
 }
 
 

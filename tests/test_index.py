@@ -23,6 +23,19 @@ def random_sparse(n, d, k, seed=0):
     return sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(n + 1) * k), shape=(n, d))
 
 
+def clustered_sparse(n, d, k, n_clusters, seed=0, pool=None):
+    """Items in taste clusters: each row draws its k dimensions from its cluster's pool of 2k, signed
+    random values, so items of a cluster share dimensions (block bounds get tight, pruning triggers)."""
+    rng = np.random.default_rng(seed)
+    pool = pool or 2 * k
+    pools = np.stack([rng.choice(d, pool, replace=False) for _ in range(n_clusters)])
+    cluster = rng.integers(n_clusters, size=n)
+    cols = np.sort(np.take_along_axis(pools[cluster], np.argsort(rng.random((n, pool)), axis=1)[:, :k], 1), axis=1)
+    vals = rng.standard_normal((n, k)).astype(np.float32)
+    vals /= np.linalg.norm(vals, axis=1, keepdims=True)
+    return sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(n + 1) * k), shape=(n, d)), cluster
+
+
 def oracle_scores(A: sp.csr_matrix, Q, exclude=None) -> np.ndarray:
     Qd = Q.toarray() if sp.issparse(Q) else np.atleast_2d(Q)
     S = (A.astype(np.float64) @ Qd.T.astype(np.float64)).T
@@ -60,12 +73,15 @@ class EngineContract:
     """Every engine (and every value type, and a reloaded index) must equal the oracle."""
 
     engine = "auto"
+    approx = None
     values = "f32"
     reload = False
+    clustered = False
 
     @pytest.fixture
     def index(self, tmp_path):
-        idx = SparseIndex.from_embeddings(random_sparse(700, 96, 6), np.arange(700) * 10, values=self.values)
+        A = clustered_sparse(700, 96, 6, 12)[0] if self.clustered else random_sparse(700, 96, 6)
+        idx = SparseIndex.from_embeddings(A, np.arange(700) * 10, values=self.values, block_size=16)
         if self.reload:
             idx.save(tmp_path / "i.spidx")
             idx = SparseIndex.load(tmp_path / "i.spidx", mmap=True)
@@ -79,27 +95,27 @@ class EngineContract:
 
     def test_single_query(self, index):
         q = self.queries(index, 1)[0]
-        s, i = index.search(q, 10, engine=self.engine)
+        s, i = index.search(q, 10, engine=self.engine, approx=self.approx)
         assert_matches_oracle(s, i, oracle_scores(index.to_csr(), q), 10)
 
     def test_batch_dense_and_sparse_queries(self, index):
         Q = self.queries(index, 45)
         S = oracle_scores(index.to_csr(), Q)
         for batch in (Q, sp.csr_matrix(Q)):
-            s, i = index.search(batch, 25, engine=self.engine, batch_size=20)
+            s, i = index.search(batch, 25, engine=self.engine, approx=self.approx, batch_size=20)
             assert_matches_oracle(s, i, S, 25)
 
     def test_exclusion(self, index):
         rng = np.random.default_rng(3)
         Q = self.queries(index, 20)
         excl = [rng.choice(index.n_items, size=rng.integers(0, 50), replace=False) for _ in range(20)]
-        s, i = index.search(Q, 15, exclude=excl, engine=self.engine)
+        s, i = index.search(Q, 15, exclude=excl, engine=self.engine, approx=self.approx)
         assert_matches_oracle(s, i, oracle_scores(index.to_csr(), Q, excl), 15)
 
     def test_k_larger_than_candidates(self, index):
         Q = self.queries(index, 3)
         excl = [np.arange(650), [], np.arange(0, 700, 2)]
-        s, i = index.search(Q, 800, exclude=excl, engine=self.engine)
+        s, i = index.search(Q, 800, exclude=excl, engine=self.engine, approx=self.approx)
         assert i.shape == (3, 700)  # k is capped at the 700 items; rows with fewer candidates are padded
         assert_matches_oracle(s, i, oracle_scores(index.to_csr(), Q, excl), 700)
         assert (i[0] >= 0).sum() == 50 and (i[1] >= 0).sum() == 700
@@ -114,11 +130,11 @@ class EngineContract:
         U = (H @ A).toarray()
         for exclude_seen in (True, False):
             rec = index.recommend([index.item_ids[h] for h in hist], k=30, exclude_seen=exclude_seen,
-                                  engine=self.engine)
+                                  engine=self.engine, approx=self.approx)
             S = oracle_scores(A, U, hist if exclude_seen else None)
             assert_matches_oracle(rec.scores, rec.positions, S, 30)
             np.testing.assert_array_equal(rec.items, index.item_ids[rec.positions])
-            rec2 = index.recommend(H, k=30, exclude_seen=exclude_seen, engine=self.engine)
+            rec2 = index.recommend(H, k=30, exclude_seen=exclude_seen, engine=self.engine, approx=self.approx)
             np.testing.assert_array_equal(rec2.positions, rec.positions)
 
     @pytest.mark.slow
@@ -126,7 +142,7 @@ class EngineContract:
         data, dense = ml100k_embeddings
         idx = SparseIndex.from_embeddings(dense, data.item_ids, nnz=16, values=self.values)
         H = data.matrix[:64]
-        rec = idx.recommend(H, k=100, engine=self.engine)
+        rec = idx.recommend(H, k=100, engine=self.engine, approx=self.approx)
         A = idx.to_csr()
         S = oracle_scores(A, (H @ A).toarray(), [H.indices[H.indptr[r]:H.indptr[r + 1]] for r in range(64)])
         assert_matches_oracle(rec.scores, rec.positions, S, 100)
@@ -136,12 +152,27 @@ class TestAuto(EngineContract):
     engine = "auto"
 
 
-class TestTermAtATime(EngineContract):
-    engine = "taat"
+class TestPruned(EngineContract):
+    engine = "pruned"
 
 
-class TestForwardScan(EngineContract):
-    engine = "forward"
+class TestPrunedClustered(EngineContract):
+    engine = "pruned"
+    clustered = True
+
+
+class TestScan(EngineContract):
+    engine = "scan"
+
+
+class TestApproxOneIsExact(EngineContract):
+    approx = 1.0
+    clustered = True
+
+
+class TestInt8Clustered(EngineContract):
+    values = "i8"
+    clustered = True
 
 
 class TestFloat16(EngineContract):
@@ -155,18 +186,81 @@ class TestInt8(EngineContract):
 class TestReloaded(EngineContract):
     values = "f16"
     reload = True
+    clustered = True
 
 
-def test_engines_agree_and_auto_mixes():
-    idx = SparseIndex.from_embeddings(random_sparse(2000, 256, 8), values="f32")
+def clustered_index_and_queries(n=3000, d=512, k=8, n_clusters=30, values="f32", n_queries=30, block_size=32):
+    A, cluster = clustered_sparse(n, d, k, n_clusters, seed=2)
+    idx = SparseIndex.from_embeddings(A, values=values, block_size=block_size)
+    rng = np.random.default_rng(4)
+    hist = [np.flatnonzero(np.isin(cluster, rng.choice(n_clusters, rng.integers(1, 3), replace=False)))[:20]
+            for _ in range(n_queries)]
+    H = sp.csr_matrix((np.ones(sum(map(len, hist)), np.float32),
+                       (np.repeat(np.arange(n_queries), [len(h) for h in hist]), np.concatenate(hist))),
+                      shape=(n_queries, n))
+    return idx, idx.query_vectors(H), hist
+
+
+@pytest.mark.parametrize("values", ["f32", "f16", "i8"])
+def test_pruning_skips_blocks_and_equals_scan(values):
+    idx, Q, hist = clustered_index_and_queries(values=values)
+    s, i, stats = idx.search(Q, 20, exclude=hist, return_stats=True)
+    s2, i2, full = idx.search(Q, 20, exclude=hist, engine="scan", return_stats=True)
+    np.testing.assert_array_equal(i, i2)  # identical, ties included: both break ties by label
+    np.testing.assert_array_equal(s, s2)
+    assert np.all(full.blocks_skipped == 0) and np.all(full.items_scored == idx.n_items)
+    assert np.median(stats.blocks_skipped) > 0.5 * idx.n_blocks, "clustered items: most blocks skipped"
+    np.testing.assert_array_equal(stats.blocks_scored + stats.blocks_skipped, idx.n_blocks)
+    np.testing.assert_array_equal(stats.items_scored + stats.items_skipped, idx.n_items)
+    assert_matches_oracle(s, i, oracle_scores(idx.to_csr(), Q, hist), 20)
+
+
+def test_adversarial_queries_ties_and_signs():
+    A, _ = clustered_sparse(500, 64, 4, 10, seed=3)
+    A.data = np.sign(A.data) * 0.5  # many exact ties
+    idx = SparseIndex.from_embeddings(A, values="f32", block_size=8)
     rng = np.random.default_rng(0)
-    Q = rng.standard_normal((40, 256)).astype(np.float32)
-    Q[:20, 8:] = 0.0  # narrow queries: few posting lists
-    s, i, stats = idx.search(Q, 20, return_stats=True)
-    assert set(np.unique(stats.engine)) == {1, 2}
-    for engine in ("taat", "forward"):
-        s2, _ = idx.search(Q, 20, engine=engine)
-        np.testing.assert_allclose(s, s2, rtol=1e-5, atol=1e-6)
+    Q = np.stack([-np.abs(rng.standard_normal(64)), np.full(64, -1.0), np.zeros(64), np.ones(64),
+                  np.where(rng.random(64) < 0.1, -3.0, 0.0)]).astype(np.float32)
+    S = oracle_scores(idx.to_csr(), Q)
+    for k in (1, 3, 50, 499, 500, 600):
+        for engine, approx in (("pruned", None), ("scan", None), ("auto", 1.0)):
+            s, i = idx.search(Q, k, engine=engine, approx=approx)
+            assert_matches_oracle(s, i, S, min(k, idx.n_items))  # k is capped at n_items
+            for r in range(len(Q)):  # ties go to the smaller label
+                m = min(k, idx.n_items)
+                order = np.lexsort((np.arange(idx.n_items), -S[r]))[:m]
+                np.testing.assert_array_equal(i[r, :m], order)
+
+
+def test_approx_recall_grows_with_the_knob_and_one_is_exact():
+    idx, Q, hist = clustered_index_and_queries(n=4000, n_clusters=30, values="i8", block_size=32)
+    exact = idx.search(Q, 50, exclude=hist)[1]
+    prev_blocks, prev_recall = None, 0.0
+    for approx in (0.05, 0.2, 0.4, 0.6, 0.8, 1.0):
+        s, i, stats = idx.search(Q, 50, exclude=hist, approx=approx, return_stats=True)
+        recall = np.mean([len(np.intersect1d(a, b)) / len(b) for a, b in zip(i, exact)])
+        if prev_blocks is not None:  # a larger knob scores a superset of blocks, per query
+            assert np.all(stats.blocks_scored >= prev_blocks)
+            assert recall >= prev_recall - 1e-12
+        prev_blocks, prev_recall = stats.blocks_scored, recall
+        got = set(map(tuple, np.stack([np.repeat(np.arange(len(i)), 50), i.ravel()], 1)))
+        assert all((r, x) not in got for r, h in enumerate(hist) for x in h), "exclusions hold"
+    np.testing.assert_array_equal(i, exact)
+    low = idx.search(Q, 50, exclude=hist, approx=0.05, return_stats=True)[2]
+    assert low.blocks_scored.mean() < prev_blocks.mean(), "a small knob skips more"
+
+
+def test_approx_and_engine_validation():
+    idx = SparseIndex.from_embeddings(random_sparse(50, 32, 4))
+    q = np.ones(32, np.float32)
+    for bad in (0, 0.0, -0.5, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(InputError, match="approx"):
+            idx.search(q, 5, approx=bad)
+    with pytest.raises(InputError, match="scan"):
+        idx.search(q, 5, engine="scan", approx=0.5)
+    with pytest.raises(InputError, match="unknown engine"):
+        idx.search(q, 5, engine="taat")
 
 
 def test_topk_sparsify_keeps_largest_and_renormalises():
@@ -191,14 +285,20 @@ def test_dtypes_and_memory_accounting():
     f32 = SparseIndex.from_embeddings(A, values="f32")
     f16 = SparseIndex.from_embeddings(A, values="f16")
     i8 = SparseIndex.from_embeddings(A, values="i8")
-    assert f32.row_dims.dtype == np.uint16 and f32.col_items.dtype == np.int32
-    assert (f32.col_values.dtype, f16.col_values.dtype, i8.col_values.dtype) == (np.float32, np.uint16, np.int8)
+    assert f32.row_dims.dtype == np.uint16 and f32.summary_dims.dtype == np.uint16
+    assert (f32.row_values.dtype, f16.row_values.dtype, i8.row_values.dtype) == (np.float32, np.uint16, np.int8)
     b32, b16, b8 = (x.memory_breakdown() for x in (f32, f16, i8))
-    assert b32["col_values"] == 4 * 2400 and b16["col_values"] == 2 * 2400 and b8["col_values"] == 2400
+    assert b32["row_values"] == 4 * 2400 and b16["row_values"] == 2 * 2400 and b8["row_values"] == 2400
     assert f32.nbytes == sum(b32.values())
-    rep = f32.memory_report()
+    rep, rep8 = f32.memory_report(), i8.memory_report()
     assert rep["paper_bytes_per_item"] == 64.0
     assert rep["bytes_per_item"] == pytest.approx(f32.nbytes / 300)
+    assert rep8["forward_bytes_per_nnz"] == 3.0  # u16 dimension + i8 value; row_ptr implied (fixed k)
+    summaries = sum(b8[x] for x in ("summary_ptr", "summary_dims", "summary_pos", "summary_neg", "block_unit",
+                                    "block_row_norm", "block_rest_max", "block_rest_count", "block_rest_norm",
+                                    "block_ptr"))
+    assert rep8["summary_bytes_per_nnz"] == pytest.approx(summaries / 2400)
+    assert rep8["search_bytes_per_nnz"] == pytest.approx(3.0 + (summaries + b8["order"] + b8["dim_scale"]) / 2400)
     wide = SparseIndex.from_embeddings(sp.csr_matrix(([1.0], ([0], [70000])), shape=(1, 70001)))
     assert wide.row_dims.dtype == np.int32
 
@@ -240,8 +340,8 @@ def test_round_trip_mmap_and_not(tmp_path):
         got = back.search(Q, 17)
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
-    assert isinstance(SparseIndex.load(path, mmap=True).col_items, np.memmap) or \
-        isinstance(SparseIndex.load(path, mmap=True).col_items.base, np.memmap)
+    assert isinstance(SparseIndex.load(path, mmap=True).row_values, np.memmap) or \
+        isinstance(SparseIndex.load(path, mmap=True).row_values.base, np.memmap)
 
 
 def test_every_corrupted_byte_is_detected(tmp_path):

@@ -37,13 +37,17 @@ def test_build_info_query(cli, files):
     assert r.exit_code == 0, r.output
     assert "60 items" in r.output
     r = run(cli, "info", files / "i.spidx")
-    assert r.exit_code == 0 and "col_values" in r.output and "posting lists" in r.output and "paper" in r.output
+    assert r.exit_code == 0 and "row_values" in r.output and "blocks:" in r.output and "paper" in r.output
     assert json.loads(run(cli, "info", files / "i.spidx", "--json").output)["k"] == 4
     r = run(cli, "query", files / "i.spidx", "--items", "m1, m2", "-k", 5)
     assert r.exit_code == 0, r.output
     lines = r.output.strip().splitlines()
     assert lines[0].split() == ["rank", "item", "score"] and len(lines) == 6
     assert all(line.split()[1] not in ("m1", "m2") for line in lines[1:])
+    exact = run(cli, "query", files / "i.spidx", "--items", "m1, m2", "-k", 5, "--approx", 1.0)
+    assert exact.exit_code == 0 and exact.output == r.output
+    r = run(cli, "query", files / "i.spidx", "--items", "m1, m2", "-k", 5, "--approx", 0.3)
+    assert r.exit_code == 0 and len(r.output.strip().splitlines()) >= 2
     r = run(cli, "build", "--embeddings", files / "sparse.npz", "--out", files / "s.spidx")
     assert r.exit_code == 0, r.output
 
@@ -66,6 +70,7 @@ def test_query_histories_jsonl(cli, files):
     (["query", "{d}/i.spidx", "--items", " , "], "empty history"),
     (["query", "{d}/i.spidx", "--items", "x,y"], "none of the given item ids"),
     (["query", "{d}/i.spidx", "--items", "m1", "-k", "0"], "-k must be positive"),
+    (["query", "{d}/i.spidx", "--items", "m1", "--approx", "1.5"], "approx must be a number in (0, 1]"),
     (["query", "{d}/i.spidx"], "exactly one of --items or --histories"),
     (["build", "--embeddings", "{d}/emb.npz", "--out", "{d}/j.spidx"], "--nnz"),
     (["build", "--embeddings", "{d}/hist.csv", "--out", "{d}/j.spidx", "--nnz", "2"], "hist.csv"),

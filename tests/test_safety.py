@@ -152,17 +152,20 @@ def test_a_failed_write_leaves_no_temp_file(files):
 
 # ------------------------------------------------------- 3. crafted files cannot crash `spidx query`
 
-def test_query_and_taat_search_on_crafted_index_fail_cleanly_in_a_subprocess(files, tmp_path):
+def test_query_and_search_on_crafted_index_fail_cleanly_in_a_subprocess(files, tmp_path):
     import test_fuzz_inputs as fz
 
     arrays, header = fz.index_parts(fz.small_index())
-    fz.write_raw_index(tmp_path / "ratio0.spidx", arrays, header, lambda h: {**h, "taat_cost_ratio": 0})
-    arrays["col_items"][:] = 10**6
+    fz.write_raw_index(tmp_path / "k0.spidx", arrays, header, lambda h: {**h, "k": 0})
+    arrays["order"][:] = 10**6
     fz.write_raw_index(tmp_path / "oob.spidx", arrays, header)
+    arrays, header = fz.index_parts(fz.small_index())
+    arrays["row_dims"][::7] = 4000
+    fz.write_raw_index(tmp_path / "dims.spidx", arrays, header)
     script = ("import sys; from spidx.index import SparseIndex; from spidx.errors import InputError\n"
-              "try:\n    SparseIndex.load(sys.argv[1]).search([[1.0] * 48], 5, engine='taat')\n"
+              "try:\n    SparseIndex.load(sys.argv[1]).search([[1.0] * 48], 5, engine='scan')\n"
               "except InputError as e:\n    print('InputError', e)\n")
-    for name in ("ratio0.spidx", "oob.spidx"):
+    for name in ("k0.spidx", "oob.spidx", "dims.spidx"):
         p = subprocess.run([sys.executable, "-m", "spidx.cli.main", "query", str(tmp_path / name), "--items", "100"],
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and p.stderr.startswith("error:") and "Traceback" not in p.stderr, p.stderr

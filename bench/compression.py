@@ -604,12 +604,29 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     return {"meta": meta, "rows": rows}
 
 
+def _check_recorded_split(path, meta: dict, cfg: BenchConfig, fingerprint: str) -> None:
+    """Refuse a model trained on another split: its training users could be the benchmark's test users."""
+    recorded = meta.get("config", {})
+    expected = {"test_users": cfg.n_test, "val_users": 0, "seed": cfg.seed}
+    for name, want in expected.items():
+        if name not in recorded:
+            raise InputError(f"{path}: records no {name}, so its held-out split cannot be checked against the "
+                             f"benchmark's ({name}={want})")
+        if int(recorded[name]) != int(want):
+            raise InputError(f"{path}: trained with {name}={recorded[name]}, the benchmark holds out {name}={want}; "
+                             "retrain with the benchmark's split")
+    fp = meta.get("data", {}).get("fingerprint")
+    if fp != fingerprint:
+        raise InputError(f"{path}: trained on data with fingerprint {fp}, the benchmark's is {fingerprint}")
+
+
 def import_compressed(cfg: BenchConfig, files: dict, source: str = "") -> list:
     """Seed the cache with Compressed ELSA matrices trained elsewhere (e.g. by `spidx train --model
     compressed-elsa` with the same split and parameters), so the benchmark does not train them again.
 
     `files` maps k -> spidx embeddings file. The files must cover every target of `cfg`, hold exactly k
-    non-zeros per row and the data set's items in the same order. Returns the cache paths written.
+    non-zeros per row and the data set's items in the same order, and record the benchmark's split (the same
+    data fingerprint, test users and seed, no validation users). Returns the cache paths written.
     """
     ctx = Context(cfg)
     p = ctx.celsa_params()
@@ -628,6 +645,7 @@ def import_compressed(cfg: BenchConfig, files: dict, source: str = "") -> list:
         if not np.all(np.diff(m.indptr) == k):
             raise InputError(f"{files[k]}: rows do not all have {k} non-zeros")
         meta = emb.meta
+        _check_recorded_split(files[k], meta, cfg, ctx.fingerprint)
         secs = float(meta.get("train_seconds", float("nan")))
         path = ctx.cache / f"celsa-{key}-k{k}.npz"
         save_embeddings(path, m, np.arange(m.shape[0]), {

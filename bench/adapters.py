@@ -75,3 +75,11 @@ def topk_sparsify(A: np.ndarray, k: int) -> sp.csr_matrix:
     from spidx.sparsify import row_topk
 
     return row_topk(A, k, renormalise=True)
+
+
+def fit_compressae(A: np.ndarray, dim: int, k: int, epochs: int, batch_size: int, lr: float, seed: int,
+                   progress: bool) -> sp.csr_matrix:
+    """CompresSAE codes of a dense model's item rows: k non-zeros per row of dimension `dim`, unit rows."""
+    from spidx.trainer.compressae import fit_compressae as fit
+
+    return fit(A, dim=dim, k=k, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress)

@@ -33,10 +33,12 @@ from .methods import (DenseItemItemServed, exact_dense_topk, flat_served, index_
 # Paths are taken from the arguments, relative to the working directory (never the source tree, which an
 # installed package does not have): the repository ships Gowalla at data/gowalla.npz.
 DEFAULT_DATA = Path("data") / "gowalla.npz"
-ALL_METHODS = ("dense", "lowdim", "faiss", "posthoc", "ease", "celsa", "seismic")
+ALL_METHODS = ("dense", "lowdim", "faiss", "posthoc", "compresae", "ease", "celsa", "seismic")
 # Seismic is opt-in (`--methods ...,seismic`): on Compressed ELSA embeddings (signed values, queries with
 # thousands of active dimensions) it measured ~50 ms/query with overlap@100 of 0.2-0.3 on ML-1M.
-DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m != "seismic")
+# CompresSAE (the paper's post-hoc baseline) is on in `--preset paper` and `tiny`, opt-in elsewhere: one
+# sparse autoencoder per budget adds minutes to the small default run.
+DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m not in ("seismic", "compresae"))
 BUDGETS = (1024, 512, 256, 128, 64)
 
 
@@ -60,6 +62,10 @@ class BenchConfig:
     # Compressed ELSA / post-hoc top-k
     sparse_dim: int = 1024
     posthoc_dim: int | None = None  # dense model that post-hoc top-k sparsifies (None: sparse_dim)
+    # CompresSAE on the same dense model, codes of dimension sparse_dim (paper: Adam 1e-3, 10 epochs, batch 1024)
+    compresae_epochs: int = 10
+    compresae_batch: int = 1024
+    compresae_lr: float = 1e-3
     celsa_epochs: int = 1          # E: epochs per halving and final epochs
     celsa_final_epochs: int | None = None  # epochs at the final k (None: E)
     celsa_batch: int = 256
@@ -141,6 +147,7 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
                 data=data, preset=preset, n_test=3000, folds=1, ref_dims=(4096,), dense_epochs=5, dense_batch=256,
                 sparse_dim=4096, celsa_epochs=5, celsa_final_epochs=2, celsa_batch=256, max_output=8192,
                 ease_lams=(200.0,), repeats=3, n_single=200, n_time_batch=1000,
+                methods=DEFAULT_METHODS + ("compresae",),
                 note="paper method and scale on a 2-core budget: d=4096, exponential schedule with rewinding, "
                      "halving every E=5 one-epoch phases (the paper's E=10 doubles the ~45 min of training), "
                      "2 final epochs at each k; dense reference r=4096, 5 epochs; batches of 256 users with "
@@ -151,6 +158,7 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
                 data=data, preset=preset, n_test=1000, folds=5, ref_dims=(1024, 4096), dense_epochs=10,
                 sparse_dim=4096, celsa_epochs=10, celsa_final_epochs=2, max_output=None,
                 ease_lams=(100.0, 300.0, 1000.0), repeats=3, n_single=200,
+                methods=DEFAULT_METHODS + ("compresae",),
                 note="paper settings: d=4096, exponential schedule with rewinding, E=10, 2 final epochs at each k "
                      "(the final phase overfits ML-1M after 2-3 epochs on validation users, "
                      "docs/results/ml1m-trainer.md); dense reference = best of r in {1024, 4096} on the test "
@@ -159,7 +167,7 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
         cfg = BenchConfig(
             data=data, preset=preset, n_test=100, folds=1, budgets=(256, 64), ref_dims=(64,), dense_epochs=1,
             methods=ALL_METHODS,
-            sparse_dim=128, celsa_epochs=1, ease_lams=(50.0,), faiss_kinds=("PQ8", "RaBitQ", "SQ8"),
+            sparse_dim=128, celsa_epochs=1, compresae_epochs=1, ease_lams=(50.0,), faiss_kinds=("PQ8", "RaBitQ", "SQ8"),
             opq_max_dim=64, repeats=1, n_single=10,
             note="tiny smoke settings (d=128, 1 epoch): structure only, not meaningful numbers")
     else:
@@ -481,6 +489,26 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
             evaluate(served, b)
         b.close()
 
+    # 4b. CompresSAE (the paper's "sparse projection post training") on the same dense model, codes served
+    if "compresae" in c.methods:
+        pdim = c.posthoc_dim or c.sparse_dim
+        A, secs, cached, p = ctx.dense(pdim)
+        base_store[f"dense{pdim}"] = A
+        b = bar(len(budgets), "CompresSAE")
+        for B in budgets:
+            k = B // 8
+            sp_params = dict(p, compresae_dim=c.sparse_dim, k=k, sae_epochs=c.compresae_epochs,
+                             sae_batch=c.compresae_batch, sae_lr=c.compresae_lr)
+            codes, sae_secs, sae_cached = ctx.cached_matrix(
+                "compresae", sp_params,
+                lambda: adapters.fit_compressae(A, c.sparse_dim, k, c.compresae_epochs, c.compresae_batch,
+                                                c.compresae_lr, c.seed, c.progress))
+            served = index_served(sp.csr_matrix(codes), "f32", "ELSA + CompresSAE (our index)", "compresae", B,
+                                  f"ELSA r={pdim} -> CompresSAE d={c.sparse_dim}, k={k}, f32", sp_params,
+                                  train_seconds=secs + sae_secs, cached=cached and sae_cached)
+            evaluate(served, b)
+        b.close()
+
     # 5. pruned EASE
     ease_info = {}
     if "ease" in c.methods:
@@ -576,12 +604,29 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     return {"meta": meta, "rows": rows}
 
 
+def _check_recorded_split(path, meta: dict, cfg: BenchConfig, fingerprint: str) -> None:
+    """Refuse a model trained on another split: its training users could be the benchmark's test users."""
+    recorded = meta.get("config", {})
+    expected = {"test_users": cfg.n_test, "val_users": 0, "seed": cfg.seed}
+    for name, want in expected.items():
+        if name not in recorded:
+            raise InputError(f"{path}: records no {name}, so its held-out split cannot be checked against the "
+                             f"benchmark's ({name}={want})")
+        if int(recorded[name]) != int(want):
+            raise InputError(f"{path}: trained with {name}={recorded[name]}, the benchmark holds out {name}={want}; "
+                             "retrain with the benchmark's split")
+    fp = meta.get("data", {}).get("fingerprint")
+    if fp != fingerprint:
+        raise InputError(f"{path}: trained on data with fingerprint {fp}, the benchmark's is {fingerprint}")
+
+
 def import_compressed(cfg: BenchConfig, files: dict, source: str = "") -> list:
     """Seed the cache with Compressed ELSA matrices trained elsewhere (e.g. by `spidx train --model
     compressed-elsa` with the same split and parameters), so the benchmark does not train them again.
 
     `files` maps k -> spidx embeddings file. The files must cover every target of `cfg`, hold exactly k
-    non-zeros per row and the data set's items in the same order. Returns the cache paths written.
+    non-zeros per row and the data set's items in the same order, and record the benchmark's split (the same
+    data fingerprint, test users and seed, no validation users). Returns the cache paths written.
     """
     ctx = Context(cfg)
     p = ctx.celsa_params()
@@ -600,6 +645,7 @@ def import_compressed(cfg: BenchConfig, files: dict, source: str = "") -> list:
         if not np.all(np.diff(m.indptr) == k):
             raise InputError(f"{files[k]}: rows do not all have {k} non-zeros")
         meta = emb.meta
+        _check_recorded_split(files[k], meta, cfg, ctx.fingerprint)
         secs = float(meta.get("train_seconds", float("nan")))
         path = ctx.cache / f"celsa-{key}-k{k}.npz"
         save_embeddings(path, m, np.arange(m.shape[0]), {

@@ -11,7 +11,7 @@ import numpy as np
 
 from spidx.atomic import atomic_path
 
-ORDER = ["dense", "lowdim", "faiss", "posthoc", "ease", "celsa", "seismic"]
+ORDER = ["dense", "lowdim", "faiss", "posthoc", "compresae", "ease", "celsa", "seismic"]
 
 
 def _f(x, nd=4):
@@ -75,7 +75,8 @@ def check_claims(rows: list) -> list:
     bf = {r["budget"]: r for r in best_faiss(rows)}
     for B in sorted((b for b in ce if b <= 256), reverse=True):
         others = []
-        for grp, label in (("lowdim", "low-dim dense"), ("ease", "pruned EASE"), ("posthoc", "post-hoc top-k")):
+        for grp, label in (("lowdim", "low-dim dense"), ("ease", "pruned EASE"), ("posthoc", "post-hoc top-k"),
+                           ("compresae", "CompresSAE")):
             o = next((r for r in rows if r["group"] == grp and r["budget"] == B), None)
             if o is not None:
                 others.append((label, o))
@@ -89,7 +90,7 @@ def check_claims(rows: list) -> list:
                        "holds": not worse,
                        "evidence": f"Compressed ELSA {ce[B]['ndcg@100']:.4f}; {ev}"
                                    + (f" — beaten or matched by: {', '.join(l for l, _ in worse)}" if worse else "")})
-    idx_rows = [r for r in rows if r["group"] in ("celsa", "posthoc")]
+    idx_rows = [r for r in rows if r["group"] in ("celsa", "posthoc", "compresae")]
     if idx_rows:
         good = [r for r in idx_rows if r["ndcg@100"] >= ref["ndcg@100"]]
         if good:

@@ -29,7 +29,7 @@ def register(group: click.Group) -> None:
     @click.option("--out", type=click.Path(file_okay=False), default=None,
                   help="Folder for results.json/.csv, report.md and the plot (default runs/bench/<data>-<preset>).")
     @click.option("--methods", default=None,
-                  help="Comma list of method groups: dense,lowdim,faiss,posthoc,ease,celsa,seismic (default: all but seismic). "
+                  help="Comma list of method groups: dense,lowdim,faiss,posthoc,compresae,ease,celsa,seismic (default: all but seismic and compresae; paper: all but seismic). "
                        "The dense reference always runs.")
     @click.option("--budgets", default=None, help="Comma list of bytes per item (default 1024,512,256,128,64).")
     @click.option("--n-test", type=int, default=None, help="Held-out users.")

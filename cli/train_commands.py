@@ -116,8 +116,10 @@ def train(interactions, out, quiet, device, distributed, checkpoint, resume, **k
 @click.command()
 @click.argument("embeddings", type=click.Path(dir_okay=False))
 @click.argument("interactions", type=click.Path(dir_okay=False))
-@click.option("--test-users", type=int, default=None, help="Default: as the model was trained.")
-@click.option("--seed", type=int, default=None, help="Default: as the model was trained.")
+@click.option("--test-users", type=int, default=None,
+              help="Default: as the model was trained; any other value is refused (it would test training users).")
+@click.option("--seed", type=int, default=None,
+              help="Default: as the model was trained; any other value is refused (it would test training users).")
 @click.option("--folds", type=click.IntRange(1, 5), default=1, show_default=True,
               help="Rotate the held-out fifth of each test user's items over this many folds.")
 @click.option("--values", type=click.Choice(["f32", "f16", "i8"]), default=None,

@@ -75,6 +75,27 @@ def test_evaluate_refuses_a_model_trained_on_every_user(tmp_path, small_interact
     assert r.exit_code == 2 and "trained on every user" in r.output
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--test-users", "110"], "--test-users 110 differs from the model's recorded split (test_users=100)"),
+    (["--test-users", "50"], "--test-users 50 differs from the model's recorded split (test_users=100)"),
+    (["--seed", "7"], "--seed 7 differs from the model's recorded split (seed=42)"),
+])
+def test_evaluate_refuses_another_split(trained, small_interactions_file, extra, message):
+    r = CliRunner().invoke(main, ["evaluate", str(trained).replace("{k}", "16"), str(small_interactions_file)] + extra)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_evaluate_accepts_the_recorded_split_given_explicitly(trained, small_interactions_file):
+    emb = str(trained).replace("{k}", "16")
+    plain = CliRunner().invoke(main, ["evaluate", emb, str(small_interactions_file)])
+    explicit = CliRunner().invoke(main, ["evaluate", emb, str(small_interactions_file), "--test-users", "100",
+                                         "--seed", "42"])
+    assert plain.exit_code == 0 and explicit.exit_code == 0, explicit.output
+    assert plain.output == explicit.output
+
+
 def test_served_index_accuracy_equals_the_model_and_f16_is_close(trained, small_interactions_file, tmp_path):
     emb = str(trained).replace("{k}", "16")
     results = {}

@@ -40,10 +40,18 @@ def evaluate_embeddings(emb: Embeddings, data: Interactions, test_users: int | N
                         seed: int | None = None, folds: int = 1, served_values: str | None = None) -> dict:
     """Held-out metrics of a trained model on the test users it was trained without.
 
+    `test_users` and `seed` default to the model's recorded split and must equal it when the model records
+    one (InputError otherwise).
+
     With `served_values` (f32/f16/i8) a sparse model is ranked by the inverted index built with those
     values, i.e. the accuracy actually served.
     """
     cfg = emb.meta.get("config", {})
+    # a split other than the recorded one would evaluate on users the model was trained on
+    for name, given, flag in (("test_users", test_users, "--test-users"), ("seed", seed, "--seed")):
+        if given is not None and name in cfg and int(given) != int(cfg[name]):
+            raise InputError(f"{flag} {given} differs from the model's recorded split ({name}={cfg[name]}): "
+                             f"other held-out users would include training users; omit {flag} or retrain")
     test_users = cfg.get("test_users", 0) if test_users is None else test_users
     seed = cfg.get("seed", 42) if seed is None else seed
     if test_users <= 0:

@@ -70,13 +70,6 @@ def index_breakdown(index) -> dict:
     return {k: int(v) for k, v in index.memory_breakdown().items()}
 
 
-def topk_sparsify(A: np.ndarray, k: int) -> sp.csr_matrix:
-    """Row-wise top-k by magnitude, rows renormalised to unit L2 norm (post-hoc sparsification)."""
-    from spidx.sparsify import row_topk
-
-    return row_topk(A, k, renormalise=True)
-
-
 def fit_compressae(A: np.ndarray, dim: int, k: int, epochs: int, batch_size: int, lr: float, seed: int,
                    progress: bool) -> sp.csr_matrix:
     """CompresSAE codes of a dense model's item rows: k non-zeros per row of dimension `dim`, unit rows."""

@@ -25,6 +25,7 @@ from spidx.errors import InputError
 from spidx.interactions import read_interactions
 from spidx.trainer.config import TrainConfig
 from spidx.evaluation import METRICS, make_split, ranking_metrics
+from spidx.sparsify import row_topk
 
 from . import adapters
 from .methods import (DenseItemItemServed, exact_dense_topk, flat_served, index_served, seismic_available,
@@ -481,7 +482,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         for B in budgets:
             k = B // 8
             t0 = time.perf_counter()
-            Ak = adapters.topk_sparsify(A, k)
+            Ak = row_topk(A, k, renormalise=True)
             served = index_served(Ak, "f32", "Post-hoc top-k ELSA (our index)", "posthoc", B,
                                   f"ELSA r={pdim} -> top-{k}/row, f32", dict(p, k=k), train_seconds=secs,
                                   cached=cached)

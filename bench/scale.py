@@ -39,6 +39,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from spidx import index_file
 from spidx.embeddings import load_embeddings
 from spidx.errors import InputError
 from spidx.index import SparseIndex
@@ -412,9 +413,9 @@ def supports_approx() -> bool:
 
 
 def supported_engines(index: SparseIndex, U: np.ndarray) -> list[str]:
-    """Exact engines this SparseIndex offers ('auto' is today's; 'pruned' once it lands)."""
+    """Exact engines this SparseIndex offers: 'scan' (the plain exact engine) and 'pruned' (block bounds)."""
     out = []
-    for engine in ("auto", "pruned"):
+    for engine in ("scan", "pruned"):
         try:
             index.search(U[:1], TOP, engine=engine)
             out.append(engine)
@@ -450,13 +451,13 @@ def run_spidx(cat, U, truth, args, bandwidth) -> tuple[list, list]:
         t = time.perf_counter()
         index = SparseIndex.from_embeddings(cat.A, values=values)
         build = time.perf_counter() - t
-        stored = int(index.nbytes)
+        stored = int(sum(index_file.stored_nbytes(index).values()))  # bytes as stored in the .spidx file
         engines = supported_engines(index, U)
         if "pruned" not in engines and values == args.values[0]:
             notes.append("spidx exact with pruning: engine 'pruned' not available yet; skipped")
         settings = [("exact", {"engine": e}) for e in engines]
         if approx_ok and values == args.values[0]:
-            settings += [("approx", {"engine": "auto", "approx": a}) for a in args.approx]
+            settings += [("approx", {"engine": "pruned", "approx": a}) for a in args.approx]
         for mode, kw in settings:
             def batch(rows):
                 return index.search(U[rows], TOP, exclude=H[rows], **kw)[1]
@@ -475,8 +476,8 @@ def run_spidx(cat, U, truth, args, bandwidth) -> tuple[list, list]:
                     inspect.signature(index.search).parameters else (None, None, stats)
                 extra["stats_mean"] = _stats_means(stats)
                 try:
-                    extra["bytes_read_single"] = index_bytes_per_query(index, H[:args.single], stats1, batched=False)
-                    extra["bytes_read_batched"] = index_bytes_per_query(index, H, stats, batched=True)
+                    extra["bytes_read_single"] = index_bytes_per_query(index, H[:args.single], stats1)
+                    extra["bytes_read_batched"] = index_bytes_per_query(index, H, stats)
                 except (AttributeError, TypeError, ValueError, IndexError) as e:
                     extra["bytes_read_note"] = f"bytes read not computable from these stats ({e.__class__.__name__})"
             except TypeError:
@@ -736,7 +737,7 @@ def goals(cells: list) -> list:
         out.append({"goal": goal, "held": held, "value": value, "where": where})
 
     def plain(c, values="f32"):
-        return _best(c["results"], lambda r: r["method"] == "spidx" and r.get("engine") == "auto"
+        return _best(c["results"], lambda r: r["method"] == "spidx" and r.get("engine") == "scan"
                      and r.get("mode") == "exact" and r.get("values") == values)
 
     def scipy_of(c):
@@ -962,7 +963,7 @@ def parse_args(argv=None):
     p.add_argument("--loop-queries", type=int, default=200,
                    help="Queries answered (and recall measured on) by methods whose batch is a loop (FAISS, Seismic).")
     p.add_argument("--values", default="f32,i8", help="spidx stored value types (first = approx sweeps).")
-    p.add_argument("--approx", default="0.5,0.7,0.8,0.9,0.95,0.99", help="spidx approx settings.")
+    p.add_argument("--approx", default="0.2,0.25,0.3,0.4,0.6,1.0", help="spidx approx settings.")
     p.add_argument("--ef", default="16,32,64,128,256,512", help="HNSW efSearch sweep.")
     p.add_argument("--nprobe", default="1,2,4,8,16,32,64,128", help="IVF nprobe sweep.")
     p.add_argument("--pq-m", type=int, default=64, help="IVF-PQ sub-quantisers (8 bits each).")

@@ -10,7 +10,8 @@ import scipy.sparse as sp
 from conftest import data_file
 from spidx import index_file
 from spidx.errors import InputError
-from spidx.index import SparseIndex, topk_sparsify
+from spidx.index import SparseIndex
+from spidx.sparsify import row_topk
 from spidx.interactions import read_interactions
 
 
@@ -266,7 +267,7 @@ def test_approx_and_engine_validation():
 def test_topk_sparsify_keeps_largest_and_renormalises():
     rng = np.random.default_rng(0)
     dense = rng.standard_normal((50, 40)).astype(np.float32)
-    m = topk_sparsify(dense, 5)
+    m = row_topk(dense, 5, renormalise=True)
     assert np.all(np.diff(m.indptr) == 5)
     np.testing.assert_allclose(np.sqrt(m.multiply(m).sum(1)).A.ravel(), 1.0, rtol=1e-6)
     for r in range(50):

@@ -41,17 +41,15 @@ USE = textwrap.dedent("""
     np.testing.assert_array_equal(spidx.CompressedELSA.load("model.npz").embeddings.toarray(),
                                   model.embeddings.toarray())
 
-    if all(hasattr(index, a) for a in ("add", "remove_ids", "reconstruct", "ntotal")):
-        n0 = index.ntotal
-        new = model.embeddings[:2]
-        index.add(new)
-        assert index.ntotal == n0 + 2
-        np.testing.assert_allclose(np.asarray(index.reconstruct(n0)).ravel(), new[0].toarray().ravel(), atol=1e-3)
-        index.remove_ids(np.array([n0, n0 + 1]))
-        assert index.ntotal == n0
-        print("ADD-REMOVE-OK")
-    else:
-        print("ADD-REMOVE-MISSING")
+    n0 = index.ntotal
+    new = model.embeddings[:2]
+    index.add(new, ids=np.array([10**6, 10**6 + 1]))
+    assert index.ntotal == n0 + 2
+    np.testing.assert_allclose(np.asarray(index.reconstruct(n0)).ravel(), new[0].toarray().ravel(), atol=1e-3)
+    assert index.remove_ids(np.array([n0, n0 + 1])) == 2
+    assert index.ntotal == n0
+    D3, I3 = index.search(index.query_vectors(X[:3]), 5, exclude=X[:3])
+    np.testing.assert_array_equal(I3, I)
     print("OK")
 """)
 
@@ -80,8 +78,3 @@ def test_non_editable_install_in_a_fresh_venv(tmp_path):
     r = subprocess.run([str(venv / "bin" / "spidx"), "info", "items.spidx"], capture_output=True, text=True,
                        cwd=work, timeout=300)
     assert r.returncode == 0 and "items x d=32" in r.stdout, r.stdout + r.stderr
-    # SparseIndex.add / remove_ids / reconstruct / ntotal land with the index-engine work (h10a); until then the
-    # rest of this test has run and only that part is reported as skipped. Remove this skip once merged.
-    if "ADD-REMOVE-MISSING" in used:
-        pytest.skip("SparseIndex.add/remove_ids/reconstruct not in this tree yet (index engine work)")
-    assert "ADD-REMOVE-OK" in used

@@ -192,3 +192,18 @@ def test_selection_keeps_the_best_final_epoch():
                                 phase_log=log, select=select)
     assert log[-1]["best_epoch"] == 2 and log[-1]["scores"] == [0.1, 0.9, 0.5]
     assert (res[4] != seen[1]).nnz == 0
+
+
+def test_targets_branching_at_the_same_phase_are_all_trained():
+    """One epoch per phase: the k=16 and k=8 final phases branch off the same trajectory position."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from spidx.trainer.compressed import train_compressed_elsa
+
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix((rng.random((300, 80)) < 0.1).astype(np.float32))
+    result = train_compressed_elsa(X, dim=32, targets=(16, 8), epochs=1, progress=False)
+    assert sorted(result) == [8, 16]
+    for k, m in result.items():
+        assert m.shape == (80, 32) and np.all(np.diff(m.indptr) == k)

@@ -166,7 +166,9 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     if schedule_name == "exponential":
         plans = {k: schedule(schedule_name, dim, k, epochs, final_epochs) for k in targets}
         trajectory = plans[targets[-1]][:-1]
-        branch_at = {len(plans[k]) - 1: k for k in targets}
+        branch_at = {}  # trajectory position -> the targets whose final phase branches off there
+        for k in targets:  # (several when the schedule is short, e.g. one epoch per phase)
+            branch_at.setdefault(len(plans[k]) - 1, []).append(k)
     total = sum(p.epochs for k in targets for p in schedule(schedule_name, dim, k, epochs, final_epochs)) \
         if schedule_name != "exponential" else len(trajectory) + sum(plans[k][-1].epochs for k in targets)
     bar = tqdm(total=total, desc=f"Compressed ELSA d={dim}", unit="epoch", disable=not progress)
@@ -234,8 +236,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     if schedule_name == "exponential":
         engine = DenseEngine(init, device=device)
         for i, phase in enumerate(trajectory + [None]):
-            if i in branch_at:
-                k = branch_at[i]
+            for k in branch_at.get(i, ()):
                 if pending(plans[k][-1]):
                     engine = resumed(engine)
                     results[k] = _as_csr(run_phase(restart(engine, k), plans[k][-1], f"final k={k}"))

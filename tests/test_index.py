@@ -205,7 +205,7 @@ def clustered_index_and_queries(n=3000, d=512, k=8, n_clusters=30, values="f32",
 @pytest.mark.parametrize("values", ["f32", "f16", "i8"])
 def test_pruning_skips_blocks_and_equals_scan(values):
     idx, Q, hist = clustered_index_and_queries(values=values)
-    s, i, stats = idx.search(Q, 20, exclude=hist, return_stats=True)
+    s, i, stats = idx.search(Q, 20, exclude=hist, engine="pruned", return_stats=True)
     s2, i2, full = idx.search(Q, 20, exclude=hist, engine="scan", return_stats=True)
     np.testing.assert_array_equal(i, i2)  # identical, ties included: both break ties by label
     np.testing.assert_array_equal(s, s2)

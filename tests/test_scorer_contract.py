@@ -110,7 +110,7 @@ class ScorerContract:
         self.check(ties=True, k=1)
 
 
-@pytest.mark.parametrize("engine", ["taat", "forward", "auto"])
+@pytest.mark.parametrize("engine", ["scan", "pruned", "auto"])
 class TestIndexEngines(ScorerContract):
     @pytest.fixture(autouse=True)
     def _engine(self, engine):

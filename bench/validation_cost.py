@@ -15,13 +15,14 @@ import tempfile
 import time
 
 import numpy as np
+import scipy.sparse as sp
 
 from spidx import index_file
 from spidx.index import SparseIndex
 
 
 def synthetic_index(n: int, d: int, k: int, seed: int = 0) -> SparseIndex:
-    """Random k-sparse unit rows, laid out directly (no scipy transpose of the whole matrix)."""
+    """Random k-sparse unit rows (f32), laid out in blocks as `spidx build` does."""
     rng = np.random.default_rng(seed)
     dims = np.sort(rng.integers(0, d, (n, k)), axis=1)
     while True:  # k distinct dims per row: redraw the rows that drew a dimension twice
@@ -29,20 +30,11 @@ def synthetic_index(n: int, d: int, k: int, seed: int = 0) -> SparseIndex:
         if not len(dup):
             break
         dims[dup] = np.sort(rng.integers(0, d, (len(dup), k)), axis=1)
-    dims = dims.astype(np.uint16 if d <= 65536 else np.int32)
     vals = rng.standard_normal((n, k), dtype=np.float32)
     vals /= np.linalg.norm(vals, axis=1, keepdims=True)
-    row_dims, row_values = dims.ravel(), vals.ravel()
-    order = np.argsort(row_dims, kind="stable")  # postings sorted by dimension, then item
-    col_items = (order // k).astype(np.int32)
-    counts = np.bincount(row_dims, minlength=d)
-    col_ptr = np.zeros(d + 1, np.int64)
-    np.cumsum(counts, out=col_ptr[1:])
-    ptr_type = np.int32 if n * k < 2**31 else np.int64
-    return SparseIndex(col_ptr=col_ptr.astype(ptr_type), col_items=col_items, col_values=row_values[order],
-                       row_ptr=(np.arange(n + 1, dtype=np.int64) * k).astype(ptr_type), row_dims=row_dims,
-                       row_values=row_values, dim_scale=np.ones(d, np.float32), item_ids=np.arange(n, dtype=np.int64),
-                       build={"synthetic": True})
+    A = sp.csr_matrix((vals.ravel(), dims.ravel().astype(np.int32), np.arange(n + 1, dtype=np.int64) * k),
+                      shape=(n, d))
+    return SparseIndex.from_embeddings(A, values="f32", build={"synthetic": True})
 
 
 def median_load_seconds(path, repeats: int, verify: bool) -> float:

@@ -4,10 +4,9 @@ knob, one query at a time and batched, in one process (medians; results checked 
     python -m spidx.bench.engines --items 1000000 --d 4096 --k 32 --values i8 --queries 200 --threads 1
     python -m spidx.bench.engines --quality ../shared/data/gowalla/gowalla.npz   # nDCG@100 f32 / f16 / i8
 
-Catalogues (synthetic, signed values, rows L2-normalised):
-* ``clusters``: taste clusters of ~1,000 items; an item draws 80 % of its k dimensions from its
-  cluster's pool of 2k dimensions and the rest uniformly; histories of 30 items from 1-3 clusters;
-* ``zipf``: no structure; dimensions drawn from a Zipf(0.8) popularity, histories of 30 uniform items.
+Catalogues: the scale benchmark's synthetic ``clusters`` and ``zipf`` kinds (`bench.scale`; signed values,
+rows L2-normalised). The committed docs/results/engines-*.json were measured with this module's earlier
+copy of those generators (same parameters, other random draws).
 Queries are u = xÂ of the histories; the top-100 is asked with the history items excluded.
 """
 from __future__ import annotations
@@ -18,81 +17,12 @@ import time
 
 import numba
 import numpy as np
-import scipy.sparse as sp
 
 from spidx.index import SparseIndex
 
+from . import scale
+
 TOP = 100
-HISTORY = 30
-
-
-def _rows(dims: np.ndarray, d: int, rng) -> sp.csr_matrix:
-    n, k = dims.shape
-    vals = rng.standard_normal((n, k)).astype(np.float32)
-    vals /= np.linalg.norm(vals, axis=1, keepdims=True)
-    m = sp.csr_matrix((vals.ravel(), dims.ravel(), np.arange(n + 1) * k), shape=(n, d))
-    m.sum_duplicates()
-    m.sort_indices()
-    return m
-
-
-def clusters_catalogue(n, d, k, n_queries, seed=0):
-    rng = np.random.default_rng(seed)
-    n_clusters = max(2, n // 1000)
-    pool, in_pool = min(2 * k, d), int(round(0.8 * k))
-    pools = np.stack([rng.choice(d, pool, replace=False) for _ in range(n_clusters)])
-    cluster = rng.integers(n_clusters, size=n)
-    parts = []
-    for s in range(0, n, 65536):
-        c = cluster[s:s + 65536]
-        pick = np.argsort(rng.random((len(c), pool)), axis=1)[:, :in_pool]
-        dims = np.concatenate([np.take_along_axis(pools[c], pick, 1),
-                               rng.integers(d, size=(len(c), k - in_pool))], axis=1)
-        for _ in range(50):  # redraw the uniform part of rows that repeat a dimension
-            srt = np.sort(dims, axis=1)
-            bad = np.flatnonzero((np.diff(srt, axis=1) == 0).any(axis=1))
-            if not len(bad):
-                break
-            dims[bad, in_pool:] = rng.integers(d, size=(len(bad), k - in_pool))
-        parts.append(_rows(dims, d, rng))
-    A = sp.vstack(parts).tocsr()
-    members = np.split(np.argsort(cluster, kind="stable"), np.cumsum(np.bincount(cluster, minlength=n_clusters))[:-1])
-    rows = []
-    for _ in range(n_queries):
-        chosen = rng.choice(n_clusters, size=rng.integers(1, 4), replace=False)
-        cand = np.concatenate([members[c] for c in chosen])
-        rows.append(np.unique(rng.choice(cand, size=min(HISTORY, len(cand)), replace=False)))
-    return A, _history_matrix(rows, n)
-
-
-def zipf_catalogue(n, d, k, n_queries, seed=0):
-    rng = np.random.default_rng(seed)
-    p = 1.0 / np.arange(1, d + 1) ** 0.8
-    cdf = np.cumsum(p / p.sum())
-    perm = rng.permutation(d)
-    parts = []
-    for s in range(0, n, 65536):
-        rows = min(65536, n - s)
-        dims = perm[np.minimum(np.searchsorted(cdf, rng.random((rows, 3 * k))), d - 1)]
-        out = np.empty((rows, k), np.int64)
-        for r in range(rows):  # first k distinct draws
-            u = dict.fromkeys(dims[r].tolist())
-            lst = list(u)[:k]
-            while len(lst) < k:
-                x = int(rng.integers(d))
-                if x not in lst:
-                    lst.append(x)
-            out[r] = lst
-        parts.append(_rows(out, d, rng))
-    A = sp.vstack(parts).tocsr()
-    rows = [np.unique(rng.choice(n, HISTORY, replace=False)) for _ in range(n_queries)]
-    return A, _history_matrix(rows, n)
-
-
-def _history_matrix(rows, n):
-    return sp.csr_matrix((np.ones(sum(map(len, rows)), np.float32),
-                          (np.repeat(np.arange(len(rows)), [len(r) for r in rows]), np.concatenate(rows))),
-                         shape=(len(rows), n))
 
 
 def _per_query(fn, n, repeats=3):
@@ -114,7 +44,9 @@ def _recall(ids, exact):
 
 def run(kind, n, d, k, values, n_queries, approx_values, block_size, repeats=3, seed=0):
     t = time.perf_counter()
-    A, H = (clusters_catalogue if kind == "clusters" else zipf_catalogue)(n, d, k, n_queries, seed)
+    make = scale.clusters_catalogue if kind == "clusters" else scale.zipf_catalogue  # the scale benchmark's
+    cat = make(n, d, k, n_queries, seed)
+    A, H = cat.A, cat.H
     t_gen = time.perf_counter() - t
     t = time.perf_counter()
     index = SparseIndex.from_embeddings(A, values=values, block_size=block_size)

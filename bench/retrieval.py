@@ -62,14 +62,14 @@ def _single(fn, n):
             "p99_ms": float(np.percentile(lat, 99) * 1e3)}
 
 
-def index_bytes_per_query(index: SparseIndex, H: sp.csr_matrix, stats) -> float:
-    """Index bytes read per query: history rows (u = xÂ), the block summaries (every query bounds
-    every block) and the forward rows of the items it scored."""
-    per_nnz = index.row_dims.itemsize + index.row_values.itemsize
-    summaries = sum(getattr(index, f).nbytes for f in SUMMARY_FIELDS)
+def index_bytes_per_query(index: SparseIndex, H: sp.csr_matrix, stats, engine: str = "pruned") -> float:
+    """Index bytes read per query: the history rows (u = xÂ), the non-zeros the search read (posting
+    lists or forward rows: a u16 position or dimension + the value each), and for the pruned engine
+    the block summaries (every query bounds every block)."""
+    per_nnz = 2 + index.row_values.itemsize
+    summaries = sum(getattr(index, f).nbytes for f in SUMMARY_FIELDS) if engine == "pruned" else 0
     hist = np.diff(H.indptr).sum() * index.k * per_nnz
-    scored = stats.items_scored.sum() * index.nnz / max(index.n_items, 1) * per_nnz
-    return float((hist + scored) / H.shape[0] + summaries)
+    return float((hist + stats.postings_read.sum() * per_nnz) / H.shape[0] + summaries)
 
 
 def bench_index(index, H, repeats, n_single):

@@ -201,7 +201,9 @@ def info(index_path, as_json):
     click.echo(f"{'total':<16} {'':<8} {m['total_bytes']:>14,}")
     click.echo(f"bytes/item: {m['bytes_per_item']:.1f} total, {m['search_bytes_per_item']:.1f} for search; "
                f"per non-zero {m['search_bytes_per_nnz']:.2f} for search (forward rows "
-               f"{m['forward_bytes_per_nnz']:.2f} + block summaries {m['summary_bytes_per_nnz']:.2f}); "
+               f"{m['forward_bytes_per_nnz']:.2f} + block summaries {m['summary_bytes_per_nnz']:.2f}), "
+               f"{m['serving_bytes_per_nnz']:.2f} serving (+ posting lists derived in memory "
+               f"{m['postings_bytes_per_nnz']:.2f}); "
                f"paper accounting (8 B/non-zero) {m['paper_bytes_per_item']:.1f} B/item; in the file "
                f"{m['file_search_bytes_per_nnz']:.2f} B per non-zero ({m['file_bytes_per_nnz']:.2f} with item ids)")
     click.echo(f"blocks: {b['blocks']:,}, size min {b['size_min']}, mean {b['size_mean']:.1f}, max {b['size_max']}; "

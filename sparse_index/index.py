@@ -1,10 +1,11 @@
-"""SparseIndex: sparse item embeddings with exact (block-pruned) or approximate top-k retrieval.
+"""SparseIndex: sparse item embeddings with exact or approximate top-k retrieval.
 
-Â (items x d, a few non-zeros per row) is held once, as forward rows (item -> dimensions) in an
+Â (items x d, a few non-zeros per row) is stored once, as forward rows (item -> dimensions) in an
 internal block order with a rank-safe bound summary per block (`layout`). A user's history x becomes
-the query u = xÂ; items are scored s = Âu by visiting blocks in decreasing upper bound until no
-unvisited block can beat the current k-th score (`kernels`). Values are float32, float16 or int8
-with a per-dimension scale.
+the query u = xÂ; items are scored s = Âu from posting lists (dimension -> items) per chunk of items,
+derived from the rows in memory, touching only the dimensions u uses; or, with the pruned engine,
+by visiting blocks in decreasing upper bound until no unvisited block can beat the current k-th
+score (`kernels`). Values are float32, float16 or int8 with a per-dimension scale.
 """
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from .sparsify import row_topk
 from .layout import DEFAULT_BLOCK_SIZE, block_order, default_summary_dims, permute_rows, summarise
 
 VALUE_TYPES = ("f32", "f16", "i8")
-# 'scan' scores every item (the plain exact engine); 'pruned' visits blocks by their signed upper
-# bounds and skips those that cannot enter the top-k; 'auto' is 'scan' for exact search (measured
-# faster: the bounds of signed k-sparse rows are loose) and 'pruned' for approximate search.
+# 'scan' scores every item: it accumulates the query dimensions' posting lists (or reads the forward
+# rows when the query touches most postings), exact, or approximate with approx < 1; 'pruned' (exact)
+# visits blocks by their signed upper bounds and skips those that cannot enter the top-k; 'auto' is
+# 'scan' (measured faster: the bounds of signed k-sparse rows are loose, see bench/README.md).
 ENGINES = ("auto", "pruned", "scan")
+CHUNK_ITEMS = 1 << 15  # items per chunk of the scan engine's posting lists (uint16 positions, 128 KiB of scores)
 _F16_MAX = 65504.0
 
 
@@ -59,13 +62,43 @@ def _dequantise(values: np.ndarray, kind: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
+class ChunkPostings(NamedTuple):
+    """The index's rows cut into chunks of `CHUNK_ITEMS` consecutive internal rows, each chunk
+    transposed into one posting list per dimension (see `layout_kernels.chunk_postings`): what the
+    scan engine reads, so that a query touches only the postings of the dimensions it uses, in
+    sequential runs, and accumulates them into a cache-resident array of one score per chunk item."""
+
+    starts: np.ndarray  # (n_chunks, d + 1) int64: chunk c's list of dim j is postings starts[c, j]:starts[c, j + 1]
+    items: np.ndarray   # (nnz,) uint16: item position within its chunk
+    values: np.ndarray  # (nnz,) the stored values, same type as row_values
+    dim_count: np.ndarray  # (d,) int64: postings per dimension over all chunks
+
+    @classmethod
+    def of(cls, index: "SparseIndex") -> "ChunkPostings":
+        from .layout_kernels import chunk_postings
+
+        items = np.empty(index.nnz, np.uint16)
+        values = np.empty_like(np.asarray(index.row_values))
+        starts = chunk_postings(np.asarray(index.row_ptr, np.int64), np.asarray(index.row_dims),
+                                np.asarray(index.row_values), index.d, CHUNK_ITEMS, items, values)
+        return cls(starts, items, values, (starts[:, 1:] - starts[:, :-1]).sum(axis=0))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.starts.nbytes + self.items.nbytes + self.values.nbytes + self.dim_count.nbytes)
+
+
 class SearchStats(NamedTuple):
-    """Per query: blocks and items scored exactly, and blocks and items skipped by their bounds."""
+    """Per query: blocks and items scored, blocks and items skipped by their bounds (pruned engine),
+    and the stored non-zeros read (from the posting lists, the forward rows, and for approximate
+    search the rows of the rescored candidates) and not read."""
 
     blocks_scored: np.ndarray
     blocks_skipped: np.ndarray
     items_scored: np.ndarray
     items_skipped: np.ndarray
+    postings_read: np.ndarray
+    postings_skipped: np.ndarray
 
 
 class Recommendations(NamedTuple):
@@ -247,10 +280,11 @@ class SparseIndex:
         return sum(self.memory_breakdown().values())
 
     def memory_report(self) -> dict:
-        """Bytes per item and per non-zero: what a search reads in memory (forward rows, summaries,
-        block structure; row_ptr only when rows vary, as it is implied otherwise), what the file
-        holds (dimensions packed to 12 bits when d <= 4096; with and without the external ids), next
-        to the paper's accounting (8 bytes per non-zero, nothing else)."""
+        """Bytes per item and per non-zero: what the index holds in memory (forward rows, summaries,
+        block structure; row_ptr only when rows vary, as it is implied otherwise), the scan engine's
+        posting lists derived from the rows in memory (`postings`; computed here if not yet), what
+        the file holds (dimensions packed to 12 bits when d <= 4096; with and without the external
+        ids), next to the paper's accounting (8 bytes per non-zero, nothing else)."""
         b = self.memory_breakdown()
         n, nnz = max(self.n_items, 1), max(self.nnz, 1)
         forward = b["row_dims"] + b["row_values"] + (0 if self.fixed_k else b["row_ptr"])
@@ -269,6 +303,8 @@ class SparseIndex:
             "file_search_bytes_per_nnz": file_search / nnz,
             "forward_bytes_per_nnz": forward / nnz,
             "summary_bytes_per_nnz": summaries / nnz,
+            "postings_bytes_per_nnz": self.postings.nbytes / nnz,
+            "serving_bytes_per_nnz": (search + self.postings.nbytes) / nnz,
             "paper_bytes_per_item": 8.0 * self.nnz / n,
         }
 
@@ -363,6 +399,7 @@ class SparseIndex:
         self._position_of_label = None
         self._id_map = None
         self._slack = None
+        self._postings = None
 
     def _new_ids(self, ids, n_new: int) -> np.ndarray:
         if ids is None:
@@ -421,6 +458,7 @@ class SparseIndex:
         self._position_of_label = None
         self._id_map = None
         self._slack = None
+        self._postings = None
         return int(labels.size)
 
     # ---- search ------------------------------------------------------------------------------
@@ -432,18 +470,21 @@ class SparseIndex:
         Returns (scores (n, k') float32, labels (n, k') int64 item positions), best first, padded
         with -inf / -1 where fewer items qualify; k' = min(k, n_items) (a larger k is capped, so an
         absurd k never allocates n x k); ties go to the smaller label. `exclude`: items never returned, as a CSR
-        (n, n_items) matrix or one sequence of positions per query. `engine`: 'auto' ('scan' for
-        exact results, 'pruned' with approx < 1: on the catalogues measured so far, signed block
-        bounds are too loose for exact pruning to beat the scan, see bench/README.md),
-        'pruned' (exact, skips blocks whose upper bound is below the current k-th score) or 'scan'
-        (exact, scores every item: the plain baseline). `approx`: None for exact results, or a
-        float in (0, 1] that stops the pruned engine earlier: blocks are visited in decreasing
-        upper bound ub and the search stops at the first block with ub − (1 − approx)·|ub| < θ
-        (θ = the current k-th best score; for ub > 0 that is approx·ub < θ, a heap factor).
-        approx = 1.0 is exact; a larger approx scores a superset of blocks, so recall can only
-        grow with it. Measured recall@100 against exact (quick SVD models, top-32 of d = 1024, i8):
-        approx 0.4 ≥ 0.998 on MovieLens-100k and -1M; 0.3: 0.998 / 0.87; 0.2: 0.89 / 0.44.
-        `return_stats` adds a SearchStats (blocks/items scored and skipped per query).
+        (n, n_items) matrix or one sequence of positions per query. `engine`: 'auto' (= 'scan'),
+        'scan' (exact: per chunk of 32k items, the posting lists of the query's dimensions are
+        accumulated into one score per item, so the work is the postings those dimensions hold;
+        a query whose dimensions hold most postings reads the forward rows instead) or 'pruned'
+        (exact: visits blocks in decreasing signed upper bound and skips those below the current
+        k-th score; slower than 'scan' on the catalogues measured so far, whose bounds are loose).
+        Every engine returns identical scores. `approx`: None for exact results, or a float in
+        (0, 1]: the scan keeps only the query's heaviest dimensions, the fewest largest |q_j| that
+        hold a fraction approx of ‖q‖₁, takes the best 2k candidates by those partial scores and
+        returns their top k by exact scores. approx = 1.0 is exact; a larger approx keeps a superset
+        of dimensions. Measured recall@100 against exact (bench/README.md, Scale): Gowalla Compressed
+        ELSA (tiled to 246k items) 0.94 at approx 0.3, 0.99 at 0.5, 0.9995 at 0.7; MovieLens-100k (quick
+        SVD model, top-32 of d = 1024, i8) >= 0.99 at 0.4. The pruned engine takes no approx.
+        `return_stats` adds a SearchStats (blocks/items scored and skipped, postings read and
+        skipped, per query).
         """
         k = _check_k(k, self.n_items)
         approx = self._approx(engine, approx)
@@ -470,24 +511,38 @@ class SparseIndex:
             parts.append(self.search_fast(np.ascontiguousarray(block, dtype=np.float32), k, e_ptr, e_items,
                                           _pruned(engine, approx), approx))
         if not parts:
-            parts = [(np.empty((0, k), np.float32), np.empty((0, k), np.int64), np.empty(0, np.int64),
-                      np.empty(0, np.int64))]
-        scores, ids, blocks, items = (np.concatenate(x) for x in zip(*parts))
+            parts = [(np.empty((0, k), np.float32), np.empty((0, k), np.int64)) + (np.empty(0, np.int64),) * 3]
+        scores, ids, blocks, items, postings = (np.concatenate(x) for x in zip(*parts))
         if return_stats:
-            return scores, ids, SearchStats(blocks, self.n_blocks - blocks, items, self.n_items - items)
+            return scores, ids, SearchStats(blocks, self.n_blocks - blocks, items, self.n_items - items, postings,
+                                            np.maximum(self.nnz - postings, 0))
         return scores, ids
 
     def search_fast(self, Q: np.ndarray, k: int, excl_ptr: np.ndarray, excl_labels: np.ndarray,
                     pruned: bool = True, approx: float = 1.0):
         """Unchecked fast path: Q float32 C-contiguous (n, d); excl_* a CSR of excluded labels
         (int64 ptr of length n + 1, labels distinct per row). Returns (scores, labels, blocks
-        scored, items scored)."""
+        scored, items scored, postings read)."""
         ex = kernels.internal_exclusions(excl_ptr, excl_labels, self.position_of_label)
         kernel = kernels.search_batch if len(Q) >= kernels.PARALLEL_MIN_QUERIES else kernels.search_batch_serial
+        post = self.postings
         return kernel(Q, self.dim_scale, k, float(approx), bool(pruned), excl_ptr, ex, self.row_ptr, self.row_dims,
-                      self.row_values, self.order, self.block_ptr, self.summary_ptr, self.summary_dims,
-                      self.summary_pos, self.summary_neg, self.block_unit, self.block_row_norm, self.block_rest_max,
-                      self.block_rest_count, self.block_rest_norm, self._bound_slack())
+                      self.row_values, self.order, self.position_of_label, self.block_ptr, post.starts, post.items,
+                      post.values, CHUNK_ITEMS, post.dim_count, self.posting_cost, self.summary_ptr,
+                      self.summary_dims, self.summary_pos, self.summary_neg, self.block_unit, self.block_row_norm,
+                      self.block_rest_max, self.block_rest_count, self.block_rest_norm, self._bound_slack())
+
+    # the scan engine reads forward rows instead of postings when posting_cost x postings touched > nnz
+    posting_cost = kernels.POSTING_COST
+
+    @property
+    def postings(self) -> "ChunkPostings":
+        """The rows transposed into per-chunk posting lists: what the scan engine reads. Derived from
+        the forward rows on first use (O(nnz), not stored in the file; add and remove_ids reset it)."""
+        post = getattr(self, "_postings", None)
+        if post is None:
+            post = self._postings = ChunkPostings.of(self)
+        return post
 
     def _bound_slack(self) -> float:
         """kernels.bound_slack for this index, computed once (add/remove_ids reset it)."""
@@ -505,8 +560,8 @@ class SparseIndex:
         if isinstance(approx, bool) or not isinstance(approx, (int, float, np.integer, np.floating)) \
                 or not 0.0 < float(approx) <= 1.0:
             raise InputError(f"approx must be a number in (0, 1] (1 = exact), got {approx!r}")
-        if engine == "scan":
-            raise InputError("approx needs the pruned engine; the scan engine is always exact")
+        if engine == "pruned":
+            raise InputError("approx runs on the scan engine (or auto); the pruned engine is always exact")
         return float(approx)
 
     def query_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
@@ -539,7 +594,7 @@ class SparseIndex:
                 e_ptr, e_items = block.indptr.astype(np.int64), block.indices.astype(np.int64)
             else:
                 e_ptr, e_items = np.zeros(block.shape[0] + 1, np.int64), np.empty(0, np.int64)
-            sc, ids, _, _ = self.search_fast(Q, k, e_ptr, e_items, _pruned(engine, approx), approx)
+            sc, ids, *_ = self.search_fast(Q, k, e_ptr, e_items, _pruned(engine, approx), approx)
             scores[s:s + batch_size], positions[s:s + batch_size] = sc, ids
             if progress is not None:
                 progress(block.shape[0])
@@ -623,7 +678,7 @@ class SparseIndex:
 
 def _pruned(engine: str, approx: float) -> bool:
     """Whether a (validated) engine / approx pair runs the block-pruned engine."""
-    return engine == "pruned" or (engine == "auto" and approx < 1.0)
+    return engine == "pruned"
 
 
 def _check_k(k, n_items: int) -> int:

@@ -2,14 +2,17 @@
 
 Scores are s = Â w, where Â is the index's (dequantised) item matrix and w = u * dim_scale is the
 query u with the per-dimension dequantisation scale folded in. Items are stored as forward rows in
-blocks (see `layout`); one scoring path (`_score_block`: the dot product of each forward row with the
-dense w, gathered from a cache-resident w) serves both engines:
+blocks (see `layout`); the scan engine reads them transposed, as posting lists per chunk of items:
 
-* scan: score every block in storage order (the plain exact baseline);
-* pruned: compute an upper bound of every block's scores from its summary (`_block_bounds`), visit
-  blocks in decreasing bound and stop once the next bound is below the current k-th best score θ
-  (exact); approximate search (approx < 1) shrinks each bound towards zero, ub − (1 − approx)·|ub|,
-  before the comparison, so it stops earlier.
+* scan: exact; per chunk, accumulate the postings of the query's dimensions into one score per item
+  (`_scan_chunks`), so the work is the postings of the dimensions the query uses, read in sequential
+  runs, plus one comparison per item; or (same results up to float rounding) by the
+  forward rows (`_score_block`: the dot product of each row with the dense w, gathered from a
+  cache-resident w) when the query's dimensions hold most postings; approximate search (approx < 1)
+  keeps the query's heaviest dimensions, then rescores the best candidates exactly;
+* pruned: exact; compute an upper bound of every block's scores from its summary (`_block_bounds`),
+  score blocks by their forward rows in decreasing bound and stop once the next bound is below the
+  current k-th best score θ.
 
 Top-k selection is one k-sized min-heap per query; ties are broken towards the smaller label (the
 user-visible item position), so results do not depend on the internal order. Values are float32,
@@ -140,20 +143,11 @@ def _score_block(w, i0, i1, row_ptr, row_dims, row_values, order, ex, hs, hi, si
     n_ex = ex.shape[0]
     theta = _NEG_INF if size < kk else hs[0]
     for i in range(i0, i1):
-        # four independent partial sums: the additions do not wait on each other
-        p = row_ptr[i]
-        end = row_ptr[i + 1]
-        s0 = s1 = s2 = s3 = np.float32(0.0)
-        while p + 4 <= end:
-            s0 += value_at(row_values, p) * w[row_dims[p]]
-            s1 += value_at(row_values, p + 1) * w[row_dims[p + 1]]
-            s2 += value_at(row_values, p + 2) * w[row_dims[p + 2]]
-            s3 += value_at(row_values, p + 3) * w[row_dims[p + 3]]
-            p += 4
-        while p < end:
-            s0 += value_at(row_values, p) * w[row_dims[p]]
-            p += 1
-        s = (s0 + s1) + (s2 + s3)
+        # one sequential sum in the row's (increasing) dimension order: the same float32 result as
+        # the posting lists' accumulation, so every engine returns identical scores
+        s = np.float32(0.0)
+        for p in range(row_ptr[i], row_ptr[i + 1]):
+            s += value_at(row_values, p) * w[row_dims[p]]
         if s < theta:
             continue
         while e < n_ex and ex[e] < i:
@@ -238,50 +232,138 @@ def _block_bounds(u, sum_ptr, sum_dims, sum_pos, sum_neg, block_unit, row_norm, 
 
 
 @njit(cache=True)
-def _search_one(u, w, kk, approx, pruned, ex, row_ptr, row_dims, row_values, order, block_ptr,
-                sum_ptr, sum_dims, sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count, rest_norm,
-                slack_rel, out_s, out_i):
-    """Top-kk of one query into out_*; returns (blocks scored, items scored).
+def _scan_chunks(w, kk, ex, n_items, order, starts, post_items, post_values, chunk, hs, hi):
+    """Exact top-kk of every item by the chunked posting lists; returns the heap size.
 
-    pruned=False scores every block in storage order (the plain exact scan). pruned=True visits
-    blocks in decreasing upper bound ub and, once the heap is full, stops at the first block with
-    ub − (1 − approx)·|ub| < θ (θ = the current k-th best score). approx = 1 is exact: no item of a
-    skipped block can score above its bound. An exact search checks after a few blocks whether most
-    unscored items still have ub ≥ θ (loose bounds); then it sweeps the remaining blocks in storage
-    order, scoring each whose ub ≥ θ (θ only grows, so this is exact too). The shrunk bound is increasing in both ub and approx,
-    so the visiting order does not depend on approx and a larger approx visits a superset of blocks.
+    Per chunk of `chunk` consecutive internal rows: the postings of the dimensions the query uses
+    (contiguous runs) are accumulated into one float32 score per chunk item, each item's terms summed
+    in increasing dimension order; then every item of the chunk (zero scores included) is offered to
+    the heap, a score below its root being dropped before the exclusion and heap checks."""
+    d = w.shape[0]
+    active = np.empty(d, np.int64)
+    n_act = 0
+    for j in range(d):
+        active[n_act] = j
+        n_act += np.int64(w[j] != np.float32(0.0))
+    acc = np.empty(chunk, np.float32)
+    size = 0
+    theta = _NEG_INF
+    e = 0
+    n_ex = ex.shape[0]
+    for c in range(starts.shape[0]):
+        i0 = c * chunk
+        n_c = min(chunk, n_items - i0)
+        acc[:n_c] = np.float32(0.0)
+        for a in range(n_act):
+            j = active[a]
+            x = w[j]
+            for p in range(starts[c, j], starts[c, j + 1]):
+                acc[post_items[p]] += value_at(post_values, p) * x
+        for t in range(n_c):
+            s = acc[t]
+            if s < theta:
+                continue
+            i = i0 + t
+            while e < n_ex and ex[e] < i:
+                e += 1
+            if e < n_ex and ex[e] == i:
+                continue
+            size = _offer(hs, hi, size, kk, s, order[i])
+            if size == kk:
+                theta = hs[0]
+    return size
+
+
+POOL_FACTOR = 2       # approximate search: candidates kept from the partial scores, per result, for exact rescoring
+POSTING_COST = 3.0    # a touched posting costs about this many forward-row non-zeros (measured, bench/README.md)
+
+
+@njit(cache=True)
+def _query_cut(u, w, approx):
+    """w restricted to the query's dimensions of largest |u_j| that together hold at least a
+    fraction `approx` of ‖u‖₁ (the shortest such prefix; all of them when approx = 1). A larger
+    approx keeps a superset of dimensions."""
+    if approx >= 1.0:
+        return w
+    mag = np.abs(u)
+    by_mag = np.argsort(-mag)
+    target = approx * np.sum(mag.astype(np.float64))
+    cut = np.zeros_like(w)
+    mass = 0.0
+    for t in range(by_mag.shape[0]):
+        j = by_mag[t]
+        if mass >= target or mag[j] == 0.0:
+            break
+        cut[j] = w[j]
+        mass += mag[j]
+    return cut
+
+
+@njit(cache=True)
+def _rescore(w, hs, hi, size, kk, position_of_label, row_ptr, row_dims, row_values, out_s, out_i):
+    """Exact scores of the `size` candidates in the heap (labels hi); their top-kk into out_*."""
+    fs = np.empty(kk, np.float32)
+    fi = np.empty(kk, np.int64)
+    n = 0
+    for c in range(size):
+        i = position_of_label[hi[c]]
+        s = np.float32(0.0)
+        for p in range(row_ptr[i], row_ptr[i + 1]):
+            s += value_at(row_values, p) * w[row_dims[p]]
+        n = _offer(fs, fi, n, kk, s, hi[c])
+    _heap_drain(fs, fi, n, out_s, out_i)
+
+
+@njit(cache=True)
+def _search_one(u, w, kk, approx, pruned, ex, row_ptr, row_dims, row_values, order, position_of_label, block_ptr,
+                starts, post_items, post_values, chunk, dim_count, posting_cost, sum_ptr, sum_dims, sum_pos, sum_neg,
+                block_unit, row_norm, rest_max, rest_count, rest_norm, slack_rel, out_s, out_i):
+    """Top-kk of one query into out_*; returns (blocks scored, items scored, postings read: stored
+    non-zeros read from the posting lists or the forward rows).
+
+    pruned=False (the scan engine) scores every item: by the chunked posting lists of the query's
+    dimensions (`_scan_chunks`), or by the forward rows (`_score_block` over all rows) when the query
+    touches so many postings (each costing posting_cost non-zeros) that reading every row is cheaper.
+    With approx < 1 it scores with the query cut to its heaviest dimensions (`_query_cut`), keeps the
+    POOL_FACTOR·kk best candidates and returns their top-kk by exact scores.
+
+    pruned=True (exact) visits blocks in decreasing upper bound ub and, once the heap is full, stops
+    at the first block with ub < θ (θ = the current k-th best score): no item of a skipped block can
+    score above its bound. After a few blocks it checks whether most unscored items still have
+    ub ≥ θ (loose bounds); then it sweeps the remaining blocks in storage order, scoring each whose
+    ub ≥ θ (θ only grows, so this is exact too).
     """
     nb = block_ptr.shape[0] - 1
     n_items = row_ptr.shape[0] - 1
-    # blocks scored in bound order before an exact search may switch to a sweep (see below)
-    first_check = min(nb, 4)
-    hs = np.empty(kk, np.float32)
-    hi = np.empty(kk, np.int64)
-    size = 0
     blocks = 0
     items = 0
+    postings = 0
     if pruned:
+        # blocks scored in bound order before the search may switch to a sweep (see above)
+        first_check = min(nb, 4)
+        hs = np.empty(kk, np.float32)
+        hi = np.empty(kk, np.int64)
+        size = 0
         ub = np.empty(nb, np.float64)
         _block_bounds(u, sum_ptr, sum_dims, sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count,
                       rest_norm, slack_rel, ub)
         visit = np.argsort(-ub)
-        shrink = 1.0 - approx
         sweep = False
         t = 0
         while t < nb:
             b = visit[t]
-            if size == kk and ub[b] - shrink * abs(ub[b]) < hs[0]:
+            if size == kk and ub[b] < hs[0]:
                 break
             size = _score_block(w, block_ptr[b], block_ptr[b + 1], row_ptr, row_dims, row_values, order, ex,
                                 hs, hi, size, kk)
             blocks += 1
             items += block_ptr[b + 1] - block_ptr[b]
+            postings += row_ptr[block_ptr[b + 1]] - row_ptr[block_ptr[b]]
             ub[b] = -np.inf  # scored
             t += 1
-            if approx == 1.0 and size == kk and t == first_check:
-                # exact search whose bounds are loose: when most unscored items have a bound at or
-                # above θ already, scoring them in storage order (sequential reads, no further
-                # ordering) is cheaper; still exact, as every block with ub >= θ is scored
+            if size == kk and t == first_check:
+                # loose bounds: when most unscored items have a bound at or above θ already, scoring
+                # them in storage order (sequential reads, no further ordering) is cheaper
                 left = 0
                 for c in range(nb):
                     if ub[c] >= hs[0]:
@@ -296,22 +378,44 @@ def _search_one(u, w, kk, approx, pruned, ex, row_ptr, row_dims, row_values, ord
                                         ex, hs, hi, size, kk)
                     blocks += 1
                     items += block_ptr[b + 1] - block_ptr[b]
+                    postings += row_ptr[block_ptr[b + 1]] - row_ptr[block_ptr[b]]
+        _heap_drain(hs, hi, size, out_s, out_i)
+        return blocks, items, postings
+    wq = _query_cut(u, w, approx)
+    pool = kk if approx >= 1.0 else min(POOL_FACTOR * kk, n_items)
+    hs = np.empty(pool, np.float32)
+    hi = np.empty(pool, np.int64)
+    touched = 0
+    for j in range(wq.shape[0]):
+        if wq[j] != np.float32(0.0):
+            touched += dim_count[j]
+    if posting_cost * touched > row_ptr[n_items]:
+        size = _score_block(wq, 0, n_items, row_ptr, row_dims, row_values, order, ex, hs, hi, 0, pool)
+        touched = row_ptr[n_items]
     else:
-        size = _score_block(w, 0, row_ptr.shape[0] - 1, row_ptr, row_dims, row_values, order, ex, hs, hi, size, kk)
-        blocks = nb
-        items = row_ptr.shape[0] - 1
-    _heap_drain(hs, hi, size, out_s, out_i)
-    return blocks, items
+        size = _scan_chunks(wq, pool, ex, n_items, order, starts, post_items, post_values, chunk, hs, hi)
+    if approx >= 1.0:
+        _heap_drain(hs, hi, size, out_s, out_i)
+    else:
+        _rescore(w, hs, hi, size, kk, position_of_label, row_ptr, row_dims, row_values, out_s, out_i)
+        for c in range(size):
+            i = position_of_label[hi[c]]
+            touched += row_ptr[i + 1] - row_ptr[i]
+    return nb, n_items, touched
 
 
 @njit(parallel=True, cache=True)
 def search_batch(U, dim_scale, k, approx, pruned, ex_ptr, ex_items, row_ptr, row_dims, row_values, order,
-                 block_ptr, sum_ptr, sum_dims, sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count,
-                 rest_norm, slack_rel):
+                 position_of_label, block_ptr, starts, post_items, post_values, chunk, dim_count, posting_cost,
+                 sum_ptr, sum_dims,
+                 sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count, rest_norm, slack_rel):
     """Top-k of Â (U[q] * dim_scale) for every query row q, in parallel over queries.
 
-    ex_ptr/ex_items: CSR of each query's sorted excluded *internal* item positions. Returns scores
-    (n, k) float32 (-inf padding), labels (n, k) int64 (-1 padding), blocks and items scored per query.
+    starts/post_items/post_values: the chunked posting lists of the scan engine (`chunk` items per
+    chunk; dim_count: postings per dimension; posting_cost: see `_search_one`). ex_ptr/ex_items: CSR
+    of each query's sorted excluded *internal* item positions. Returns scores (n, k) float32 (-inf
+    padding), labels (n, k) int64 (-1 padding), and per query the blocks and items scored and the
+    postings read (see `_search_one`).
     """
     n_q = U.shape[0]
     n_items = row_ptr.shape[0] - 1
@@ -319,14 +423,16 @@ def search_batch(U, dim_scale, k, approx, pruned, ex_ptr, ex_items, row_ptr, row
     out_i = np.full((n_q, k), -1, np.int64)
     blocks = np.zeros(n_q, np.int64)
     items = np.zeros(n_q, np.int64)
+    postings = np.zeros(n_q, np.int64)
     kk = min(k, n_items)
     for q in prange(n_q):
         w = U[q] * dim_scale
-        blocks[q], items[q] = _search_one(U[q], w, kk, approx, pruned, ex_items[ex_ptr[q]:ex_ptr[q + 1]],
-                                          row_ptr, row_dims, row_values, order, block_ptr, sum_ptr, sum_dims,
-                                          sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count, rest_norm,
-                                          slack_rel, out_s[q], out_i[q])
-    return out_s, out_i, blocks, items
+        blocks[q], items[q], postings[q] = _search_one(
+            U[q], w, kk, approx, pruned, ex_items[ex_ptr[q]:ex_ptr[q + 1]], row_ptr, row_dims, row_values, order,
+            position_of_label, block_ptr, starts, post_items, post_values, chunk, dim_count, posting_cost, sum_ptr,
+            sum_dims, sum_pos, sum_neg, block_unit, row_norm, rest_max, rest_count, rest_norm, slack_rel, out_s[q],
+            out_i[q])
+    return out_s, out_i, blocks, items, postings
 
 
 @njit(cache=True)

@@ -130,3 +130,38 @@ def _quantise_up(x, unit):
     while q < SUMMARY_LEVELS and q * np.float64(unit) < x:
         q += 1
     return np.uint8(q)
+
+
+@njit(cache=True)
+def chunk_postings(row_ptr, row_dims, row_values, d, chunk, post_items, post_values):
+    """The forward rows cut into chunks of `chunk` consecutive internal rows, each chunk transposed
+    into one posting list per dimension (a small inverted index per chunk), written to post_items
+    (the item's position within its chunk) and post_values. Within a chunk, lists are ordered by
+    dimension and postings by item. Returns starts (n_chunks, d + 1) int64: chunk c's list of
+    dimension j is postings starts[c, j]:starts[c, j + 1].
+    """
+    n = row_ptr.shape[0] - 1
+    n_chunks = (n + chunk - 1) // chunk
+    starts = np.empty((n_chunks, d + 1), np.int64)
+    count = np.zeros(d, np.int64)
+    fill = np.empty(d, np.int64)
+    for c in range(n_chunks):
+        i0 = c * chunk
+        i1 = min(n, i0 + chunk)
+        for p in range(row_ptr[i0], row_ptr[i1]):
+            count[row_dims[p]] += 1
+        pos = row_ptr[i0]
+        for j in range(d):
+            starts[c, j] = pos
+            fill[j] = pos
+            pos += count[j]
+            count[j] = 0
+        starts[c, d] = pos
+        for i in range(i0, i1):
+            for p in range(row_ptr[i], row_ptr[i + 1]):
+                j = row_dims[p]
+                q = fill[j]
+                fill[j] = q + 1
+                post_items[q] = i - i0
+                post_values[q] = row_values[p]
+    return starts

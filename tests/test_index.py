@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import data_file
-from spidx import index_file
+from spidx import index_file, kernels
 from spidx.errors import InputError
 from spidx.index import SparseIndex
 from spidx.sparsify import row_topk
@@ -78,14 +78,20 @@ class EngineContract:
     values = "f32"
     reload = False
     clustered = False
+    posting_cost = None  # scan engine: 0 always reads postings, inf always forward rows (default: per query)
+    chunk_items = None   # scan engine: items per posting-list chunk (default: spidx.index.CHUNK_ITEMS)
 
     @pytest.fixture
-    def index(self, tmp_path):
+    def index(self, tmp_path, monkeypatch):
+        if self.chunk_items is not None:
+            monkeypatch.setattr("spidx.index.CHUNK_ITEMS", self.chunk_items)
         A = clustered_sparse(700, 96, 6, 12)[0] if self.clustered else random_sparse(700, 96, 6)
         idx = SparseIndex.from_embeddings(A, np.arange(700) * 10, values=self.values, block_size=16)
         if self.reload:
             idx.save(tmp_path / "i.spidx")
             idx = SparseIndex.load(tmp_path / "i.spidx", mmap=True)
+        if self.posting_cost is not None:
+            idx.posting_cost = self.posting_cost
         return idx
 
     def queries(self, idx, n, seed=1):
@@ -166,6 +172,19 @@ class TestScan(EngineContract):
     engine = "scan"
 
 
+class TestScanPostingsAcrossChunks(EngineContract):
+    engine = "scan"
+    posting_cost = 0.0
+    chunk_items = 64  # 11 chunks, the last one partial
+    values = "i8"
+
+
+class TestScanForwardRows(EngineContract):
+    engine = "scan"
+    posting_cost = float("inf")
+    values = "f16"
+
+
 class TestApproxOneIsExact(EngineContract):
     approx = 1.0
     clustered = True
@@ -236,20 +255,43 @@ def test_adversarial_queries_ties_and_signs():
 
 def test_approx_recall_grows_with_the_knob_and_one_is_exact():
     idx, Q, hist = clustered_index_and_queries(n=4000, n_clusters=30, values="i8", block_size=32)
+    S = oracle_scores(idx.to_csr(), Q, hist)
     exact = idx.search(Q, 50, exclude=hist)[1]
-    prev_blocks, prev_recall = None, 0.0
+    prev_recall = 0.0
     for approx in (0.05, 0.2, 0.4, 0.6, 0.8, 1.0):
-        s, i, stats = idx.search(Q, 50, exclude=hist, approx=approx, return_stats=True)
+        s, i = idx.search(Q, 50, exclude=hist, approx=approx)
         recall = np.mean([len(np.intersect1d(a, b)) / len(b) for a, b in zip(i, exact)])
-        if prev_blocks is not None:  # a larger knob scores a superset of blocks, per query
-            assert np.all(stats.blocks_scored >= prev_blocks)
-            assert recall >= prev_recall - 1e-12
-        prev_blocks, prev_recall = stats.blocks_scored, recall
+        assert recall >= prev_recall - 1e-12
+        prev_recall = recall
         got = set(map(tuple, np.stack([np.repeat(np.arange(len(i)), 50), i.ravel()], 1)))
         assert all((r, x) not in got for r, h in enumerate(hist) for x in h), "exclusions hold"
+        # candidates are rescored exactly: returned scores are the items' true scores, best first
+        np.testing.assert_allclose(s, np.take_along_axis(S, i, 1), rtol=1e-5, atol=1e-5)
+        assert np.all(np.diff(s, axis=1) <= 0)
     np.testing.assert_array_equal(i, exact)
-    low = idx.search(Q, 50, exclude=hist, approx=0.05, return_stats=True)[2]
-    assert low.blocks_scored.mean() < prev_blocks.mean(), "a small knob skips more"
+    assert 0.0 < np.mean([len(np.intersect1d(a, b)) / 50
+                          for a, b in zip(idx.search(Q, 50, exclude=hist, approx=0.05)[1], exact)]) < 1.0
+
+
+def test_query_cut_keeps_the_heaviest_dimensions_nested():
+    """approx keeps the shortest prefix of dimensions by |u_j| holding >= approx of ‖u‖₁; a larger approx
+    keeps a superset."""
+    rng = np.random.default_rng(0)
+    u = (rng.standard_normal(300) * (rng.random(300) < 0.3)).astype(np.float32)
+    w = u * 2.0
+    prev = np.zeros(300, bool)
+    l1 = np.abs(u).sum(dtype=np.float64)
+    for approx in (0.1, 0.3, 0.5, 0.9, 1.0):
+        kept = kernels._query_cut(u, w, approx) != 0
+        assert np.all(kept >= prev)
+        mass = np.abs(u[kept]).sum(dtype=np.float64)
+        assert mass >= approx * l1 * (1 - 1e-9)
+        smallest = np.abs(u[kept]).min()
+        assert mass - smallest < approx * l1, "the shortest such prefix"
+        assert np.all(np.abs(u[~kept]) <= smallest)
+        np.testing.assert_array_equal(kernels._query_cut(u, w, approx)[kept], w[kept])
+        prev = kept
+    assert prev.sum() == np.count_nonzero(u)
 
 
 def test_approx_and_engine_validation():
@@ -258,8 +300,8 @@ def test_approx_and_engine_validation():
     for bad in (0, 0.0, -0.5, 1.5, float("nan"), True, "0.5"):
         with pytest.raises(InputError, match="approx"):
             idx.search(q, 5, approx=bad)
-    with pytest.raises(InputError, match="scan"):
-        idx.search(q, 5, engine="scan", approx=0.5)
+    with pytest.raises(InputError, match="pruned engine is always exact"):
+        idx.search(q, 5, engine="pruned", approx=0.5)
     with pytest.raises(InputError, match="unknown engine"):
         idx.search(q, 5, engine="taat")
 
@@ -300,6 +342,10 @@ def test_dtypes_and_memory_accounting():
                                     "block_ptr"))
     assert rep8["summary_bytes_per_nnz"] == pytest.approx(summaries / 2400)
     assert rep8["search_bytes_per_nnz"] == pytest.approx(3.0 + (summaries + b8["order"] + b8["dim_scale"]) / 2400)
+    # the scan engine's posting lists: u16 position in the chunk + i8 value, chunk starts, per-dim counts
+    d = i8.d
+    assert rep8["postings_bytes_per_nnz"] == pytest.approx(3.0 + ((d + 1) * 8 + d * 8) / 2400)
+    assert rep8["serving_bytes_per_nnz"] == pytest.approx(rep8["search_bytes_per_nnz"] + rep8["postings_bytes_per_nnz"])
     wide = SparseIndex.from_embeddings(sp.csr_matrix(([1.0], ([0], [70000])), shape=(1, 70001)))
     assert wide.row_dims.dtype == np.int32
 

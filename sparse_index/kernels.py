@@ -132,22 +132,28 @@ def _offer(hs, hi, size, kk, s, label):
     return size
 
 
+@njit(inline="always")
+def _dot(s, w, p, end, row_dims, row_values):
+    """s plus the forward row entries p..end-1 times w, summed one after another."""
+    for q in range(p, end):
+        s += value_at(row_values, q) * w[row_dims[q]]
+    return s
+
+
 @njit(cache=True)
 def _score_block(w, i0, i1, row_ptr, row_dims, row_values, order, ex, hs, hi, size, kk):
     """Score items i0..i1-1 (internal positions) exactly and offer them to the heap under their
     labels order[i]; ex holds the query's sorted excluded internal positions. Returns the heap size.
 
-    A score below the heap's root (kept in a register) is dropped before the exclusion and heap
-    checks; equal scores go on to the heap, where the smaller label wins the tie."""
+    Each score is one sequential sum in the row's (increasing) dimension order, the same float32
+    result as the posting lists' accumulation, so every engine returns identical scores. A score
+    below the heap's root (kept in a register) is dropped before the exclusion and heap checks;
+    equal scores go on to the heap, where the smaller label wins the tie."""
     e = np.searchsorted(ex, i0)
     n_ex = ex.shape[0]
     theta = _NEG_INF if size < kk else hs[0]
     for i in range(i0, i1):
-        # one sequential sum in the row's (increasing) dimension order: the same float32 result as
-        # the posting lists' accumulation, so every engine returns identical scores
-        s = np.float32(0.0)
-        for p in range(row_ptr[i], row_ptr[i + 1]):
-            s += value_at(row_values, p) * w[row_dims[p]]
+        s = _dot(np.float32(0.0), w, row_ptr[i], row_ptr[i + 1], row_dims, row_values)
         if s < theta:
             continue
         while e < n_ex and ex[e] < i:
@@ -307,10 +313,7 @@ def _rescore(w, hs, hi, size, kk, position_of_label, row_ptr, row_dims, row_valu
     n = 0
     for c in range(size):
         i = position_of_label[hi[c]]
-        s = np.float32(0.0)
-        for p in range(row_ptr[i], row_ptr[i + 1]):
-            s += value_at(row_values, p) * w[row_dims[p]]
-        n = _offer(fs, fi, n, kk, s, hi[c])
+        n = _offer(fs, fi, n, kk, _dot(np.float32(0.0), w, row_ptr[i], row_ptr[i + 1], row_dims, row_values), hi[c])
     _heap_drain(fs, fi, n, out_s, out_i)
 
 

@@ -52,12 +52,21 @@ def _write_array(f, a: np.ndarray) -> None:
 
 def _stored_arrays(index):
     """(file name, in-memory array, packed?) for each array a file of `index` holds: row_ptr only when
-    rows vary in length, dimensions as 12-bit pairs when d <= 4096."""
+    rows vary in length, item_ids only when they are not the positions 0..n-1 (faiss's default ids),
+    dimensions as 12-bit pairs when d <= 4096."""
     pack = FORMAT_VERSION >= 2 and index.d <= _PACKED_MAX_D
     for name, a in index.arrays().items():
         if name == "row_ptr" and FORMAT_VERSION >= 2 and index.fixed_k:
             continue
+        if name == "item_ids" and FORMAT_VERSION >= 2 and _positional(a):
+            continue
         yield (_PACKED[name], a, True) if pack and name in _PACKED else (name, a, False)
+
+
+def _positional(ids) -> bool:
+    """True when the item ids are the integers 0..n-1 in order (then the file need not store them)."""
+    ids = np.asarray(ids)
+    return ids.dtype.kind in "iu" and bool(np.array_equal(ids, np.arange(len(ids))))
 
 
 def stored_nbytes(index) -> dict:
@@ -161,6 +170,8 @@ def read_index(cls, path, mmap: bool = True, verify: bool = True):
             raise InputError(f"{path}: corrupt index (checksum mismatch in array '{name}')")
         arrays[name] = raw.view(dtype).reshape(spec["shape"])
         covered.append((start, start + nbytes))
+    if "item_ids" not in arrays:
+        arrays["item_ids"] = np.arange(header["n_items"], dtype=np.int64)
     if verify:
         covered.sort()
         for (_, end), (nxt, _) in zip(covered, covered[1:] + [(size, size)]):
@@ -331,7 +342,9 @@ def _array_rules(version: int, header: dict) -> dict:
             (("|u1",), 3 * ((nl + 1) // 2)) if "summary_dims_12bit" in listed else (("<u2", "<i4"), nl),
         "summary_pos": (("|u1",), nl), "summary_neg": (("|u1",), nl),
         "block_unit": (("<f4",), nb), "block_row_norm": (("<f4",), nb), "block_rest_max": (("<f4",), nb),
-        "block_rest_count": (("<i4",), nb), "block_rest_norm": (("<f4",), nb), "item_ids": (("<i8", "<U"), n)})
+        "block_rest_count": (("<i4",), nb), "block_rest_norm": (("<f4",), nb)})
+    if "item_ids" in listed:  # absent: the ids are the positions 0..n-1
+        rules["item_ids"] = (("<i8", "<U"), n)
     return rules
 
 

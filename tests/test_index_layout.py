@@ -235,3 +235,20 @@ def test_approx_recall_on_real_embeddings():
     recall = np.mean([len(np.intersect1d(a[a >= 0], b[b >= 0])) / max((b >= 0).sum(), 1)
                       for a, b in zip(approx, exact)])
     assert recall >= 0.99
+
+
+def test_positional_item_ids_are_derived_not_stored(tmp_path):
+    """Ids 0..n-1 (faiss's default) are not written; other ids are, and both round-trip."""
+    A = random_sparse(50, 64, 4)
+    plain = SparseIndex.from_embeddings(A)
+    plain.save(tmp_path / "p.spidx")
+    assert "item_ids" not in index_file.read_header(tmp_path / "p.spidx")["arrays"]
+    assert "item_ids" not in index_file.stored_nbytes(plain)
+    back = SparseIndex.load(tmp_path / "p.spidx")
+    np.testing.assert_array_equal(back.item_ids, np.arange(50))
+    np.testing.assert_array_equal(back.search(A[:3].toarray(), 5)[1], plain.search(A[:3].toarray(), 5)[1])
+    for ids in (np.arange(50)[::-1].copy(), np.arange(50) + 7, np.array([f"m{i}" for i in range(50)])):
+        named = SparseIndex.from_embeddings(A, ids)
+        named.save(tmp_path / "n.spidx")
+        assert "item_ids" in index_file.read_header(tmp_path / "n.spidx")["arrays"]
+        np.testing.assert_array_equal(SparseIndex.load(tmp_path / "n.spidx").item_ids, ids)

@@ -250,8 +250,9 @@ def markdown(result: dict, command: str = "") -> str:
         out.append("EASE λ: the best validation nDCG@100 of full EASE among " + ", ".join(
             f"λ={k:g}: {v:.4f} (test {ease['test'][k]:.4f})" for k, v in ease["validation"].items()) + ".")
     out.append("FAISS: per budget, the configuration with the best validation nDCG@100 (column *val nDCG* in "
-               "*All FAISS configurations*). ELSA models (reference, low-dim, post-hoc source, Compressed ELSA "
-               "per k): the training epoch with the best validation nDCG@100.")
+               "*All FAISS configurations*). Dense ELSA models (reference, low-dim, post-hoc and CompresSAE "
+               "source): the epoch with the best validation nDCG@100; Compressed ELSA: per k, the final-phase epoch "
+               "with the best validation nDCG@100.")
     claims = check_claims(rows)
     if claims:
         out += ["", "## Claims", "", "| claim | holds | evidence |", "|---|---|---|"]

@@ -11,19 +11,21 @@ import scipy.sparse as sp
 
 # ---- trainer: every model is trained through the model classes -------------------------------------
 
-def train_dense(X: sp.csr_matrix, cfg, progress: bool = True) -> np.ndarray:
-    """Dense ELSA for a `TrainConfig(model="elsa")`: Â (items x dim, float32, unit rows)."""
+def train_dense(X: sp.csr_matrix, cfg, validation: list, progress: bool = True) -> np.ndarray:
+    """Dense ELSA for a `TrainConfig(model="elsa")`: Â (items x dim, float32, unit rows) of the epoch with the
+    best nDCG@100 on the `validation` folds (the benchmark's validation users, never its test users)."""
     from spidx.trainer.models import model_from_config
 
-    model = model_from_config(cfg).fit(X, show_progress=progress)
+    model = model_from_config(cfg).fit(X, show_progress=progress, validation=validation)
     return np.ascontiguousarray(model.embeddings, dtype=np.float32)
 
 
-def train_compressed(X: sp.csr_matrix, cfg, progress: bool = True) -> dict:
-    """Compressed ELSA for a `TrainConfig` with `targets`, one pruning trajectory: {k: CSR Â, k nnz per row}."""
+def train_compressed(X: sp.csr_matrix, cfg, validation: list, progress: bool = True) -> dict:
+    """Compressed ELSA for a `TrainConfig` with `targets`, one pruning trajectory: {k: CSR Â, k nnz per row};
+    each k's final-phase epoch is chosen on the `validation` folds (as `spidx train --val-users` does)."""
     from spidx.trainer.models import model_from_config
 
-    model = model_from_config(cfg).fit(X, show_progress=progress)
+    model = model_from_config(cfg).fit(X, show_progress=progress, validation=validation)
     return {int(k): sp.csr_matrix(model.at(k).embeddings, dtype=np.float32) for k in cfg.targets}
 
 

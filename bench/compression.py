@@ -50,6 +50,9 @@ class BenchConfig:
     dataset: str = ""
     note: str = ""
     n_test: int = 500
+    # validation users, disjoint from the test users: every choice (reference r, EASE λ, FAISS configuration,
+    # value type at a stored budget, ELSA epochs) is made on them; the test users only report the choice
+    n_val: int = 500
     folds: int = 1
     seed: int = 42
     budgets: tuple = BUDGETS
@@ -72,7 +75,7 @@ class BenchConfig:
     celsa_batch: int = 256
     schedule: str = "exponential"
     rewind: bool = True
-    celsa_values: tuple = ("f32", "f16")
+    celsa_values: tuple = ("f32", "f16", "i8")
     # EASE
     ease_lams: tuple = (100.0,)
     ease_dense_max_items: int = 15000   # above: float32 in-place Cholesky path, pruned rows only
@@ -133,19 +136,19 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
     ds = dataset_name(data)
     if preset == "default":
         cfg = BenchConfig(
-            data=data, preset=preset, n_test=500, folds=1, ref_dims=(256,), dense_epochs=1, sparse_dim=512,
+            data=data, preset=preset, n_test=500, n_val=500, folds=1, ref_dims=(256,), dense_epochs=1, sparse_dim=512,
             celsa_epochs=1, max_output=1000, ease_lams=(200.0,), dense_batch=1024, celsa_batch=256,
             methods=tuple(m for m in DEFAULT_METHODS if m != "ease") if ds == "gowalla" else DEFAULT_METHODS,
             faiss_kinds=("PQ8", "RaBitQ", "SQ8", "SQ4"), opq_max_dim=256, repeats=3, n_single=100,
             note="small settings: d=512 for Compressed ELSA/post-hoc (1 epoch per halving), dense reference "
-                 "r=256, 1 epoch, batches of 1024 users (256 for Compressed ELSA), sampled training (max_output=1000), 500 held-out users, 1 fold"
+                 "r=256, 1 epoch, batches of 1024 users (256 for Compressed ELSA), sampled training (max_output=1000), 500 test + 500 validation users, 1 fold"
                  + ("; pruned EASE omitted (its 41k x 41k inverse takes ~7 min and 6.7 GB on 2 cores: add "
                     "--methods ...,ease or use --preset paper)" if ds == "gowalla" else "")
                  + "; not the paper's settings (use --preset paper)")
     elif preset == "paper":
         if ds == "gowalla":
             cfg = BenchConfig(
-                data=data, preset=preset, n_test=3000, folds=1, ref_dims=(4096,), dense_epochs=5, dense_batch=256,
+                data=data, preset=preset, n_test=3000, n_val=1000, folds=1, ref_dims=(4096,), dense_epochs=5, dense_batch=256,
                 sparse_dim=4096, celsa_epochs=5, celsa_final_epochs=2, celsa_batch=256, max_output=8192,
                 ease_lams=(200.0,), repeats=3, n_single=200, n_time_batch=1000,
                 methods=DEFAULT_METHODS + ("compresae",),
@@ -153,20 +156,20 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
                      "halving every E=5 one-epoch phases (the paper's E=10 doubles the ~45 min of training), "
                      "2 final epochs at each k; dense reference r=4096, 5 epochs; batches of 256 users with "
                      "sampled output (max_output=8192: the batch's positives plus uniform negatives); "
-                     "3000 held-out users, 1 fold; batch timing on 1000 of them")
+                     "3000 test + 1000 validation users, 1 fold; batch timing on 1000 test users")
         else:
             cfg = BenchConfig(
-                data=data, preset=preset, n_test=1000, folds=5, ref_dims=(1024, 4096), dense_epochs=10,
+                data=data, preset=preset, n_test=1000, n_val=1000, folds=5, ref_dims=(1024, 4096), dense_epochs=10,
                 sparse_dim=4096, celsa_epochs=10, celsa_final_epochs=2, max_output=None,
                 ease_lams=(100.0, 300.0, 1000.0), repeats=3, n_single=200,
                 methods=DEFAULT_METHODS + ("compresae",),
                 note="paper settings: d=4096, exponential schedule with rewinding, E=10, 2 final epochs at each k "
                      "(the final phase overfits ML-1M after 2-3 epochs on validation users, "
-                     "docs/results/ml1m-trainer.md); dense reference = best of r in {1024, 4096} on the test "
-                     "users; full output; 1000 held-out users, 5 folds")
+                     "docs/results/ml1m-trainer.md); dense reference = best of r in {1024, 4096} on the "
+                     "validation users; full output; 1000 test + 1000 validation users, 5 folds")
     elif preset == "tiny":
         cfg = BenchConfig(
-            data=data, preset=preset, n_test=100, folds=1, budgets=(256, 64), ref_dims=(64,), dense_epochs=1,
+            data=data, preset=preset, n_test=100, n_val=50, folds=1, budgets=(256, 64), ref_dims=(64,), dense_epochs=1,
             methods=ALL_METHODS,
             sparse_dim=128, celsa_epochs=1, compresae_epochs=1, ease_lams=(50.0,), faiss_kinds=("PQ8", "RaBitQ", "SQ8"),
             opq_max_dim=64, repeats=1, n_single=10,
@@ -219,7 +222,10 @@ class Context:
         self.data = data
         self.X = data.matrix
         self.fingerprint = data.fingerprint()
-        self.split = make_split(self.X, n_test=cfg.n_test, n_val=0, seed=cfg.seed, folds=cfg.folds)
+        if cfg.n_val <= 0:
+            raise InputError(f"n_val={cfg.n_val}: the benchmark needs validation users (disjoint from the test users) "
+                             "to choose every configuration on; give --n-val N with N >= 1")
+        self.split = make_split(self.X, n_test=cfg.n_test, n_val=cfg.n_val, seed=cfg.seed, folds=cfg.folds)
         self.train = self.split.train
         self.n_items = self.X.shape[1]
         self.cache = Path(cfg.cache_dir)
@@ -228,7 +234,8 @@ class Context:
 
     # cache ------------------------------------------------------------------------------------------
     def _key(self, kind: str, params: dict) -> str:
-        blob = json.dumps({"kind": kind, "data": self.fingerprint, "n_test": self.cfg.n_test, "seed_split": self.cfg.seed,
+        blob = json.dumps({"kind": kind, "data": self.fingerprint, "n_test": self.cfg.n_test, "n_val": self.cfg.n_val,
+                           "seed_split": self.cfg.seed,
                            "params": params}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -281,7 +288,8 @@ class Context:
         if ("dense", dim) not in self.models:
             p = self.dense_params(dim)
             A, secs, cached = self.cached_matrix(
-                "elsa", p, lambda: adapters.train_dense(self.train, self.cfg.dense_config(dim), self.cfg.progress))
+                "elsa", p, lambda: adapters.train_dense(self.train, self.cfg.dense_config(dim), self.split.validation,
+                                             self.cfg.progress))
             self.models[("dense", dim)] = (np.ascontiguousarray(A, np.float32), secs, cached, p)
         return self.models[("dense", dim)]
 
@@ -298,16 +306,18 @@ class Context:
             p = self.celsa_params()
             ks = p["targets"]
             out, secs, cached = self.cached_dict(
-                "celsa", p, ks, lambda: adapters.train_compressed(self.train, c.celsa_config(), c.progress))
+                "celsa", p, ks, lambda: adapters.train_compressed(self.train, c.celsa_config(), self.split.validation, c.progress))
             self.models["celsa"] = (out, secs, cached, p)
         return self.models["celsa"]
 
     # evaluation -------------------------------------------------------------------------------------
-    def exact_rankings(self, key: str, A) -> list:
-        """Exact top-100 of uncompressed embeddings A for every fold (overlap@100 reference)."""
-        if key not in self.exact_cache:
-            self.exact_cache[key] = [exact_dense_topk(A, f.history, 100) for f in self.split.test]
-        return self.exact_cache[key]
+    def exact_rankings(self, key: str, A, folds: str = "test") -> list:
+        """Exact top-100 of uncompressed embeddings A for every fold of the test (overlap@100 reference) or
+        the validation users."""
+        if (key, folds) not in self.exact_cache:
+            self.exact_cache[(key, folds)] = [exact_dense_topk(A, f.history, 100)
+                                              for f in getattr(self.split, folds)]
+        return self.exact_cache[(key, folds)]
 
 
 def per_user_metrics(rankings: list, folds: list) -> dict:
@@ -374,9 +384,11 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     ctx = Context(cfg, log)
     c = cfg
     log(f"data {c.data}: {ctx.X.shape[0]} users x {ctx.n_items} items, {ctx.X.nnz} interactions "
-        f"(fingerprint {ctx.fingerprint}); {c.n_test} test users, {c.folds} fold(s), train users {ctx.train.shape[0]}")
+        f"(fingerprint {ctx.fingerprint}); {c.n_test} test users, {c.n_val} validation users (every choice is made on "
+        f"them), {c.folds} fold(s), train users {ctx.train.shape[0]}")
     rows: list[dict] = []
     folds = ctx.split.test
+    val_folds = ctx.split.validation
     H0 = folds[0].history
     H_time = H0[: c.n_time_batch] if c.n_time_batch else H0
     budgets = sorted(c.budgets, reverse=True)
@@ -390,13 +402,14 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
             timing = time_served(served, H_time, 100, c.repeats, c.n_single, c.seed)
         user_metrics = per_user_metrics(rankings, folds)
         metrics = mean_metrics(user_metrics)
+        val_ndcg = evaluate_rankings([served.recommend(f.history, 100) for f in val_folds], val_folds)["ndcg@100"]
         per_user[len(rows)] = user_metrics["ndcg@100"]
         ov = None
         if not served.exact and served.base is not None and served.base in base_store:
             ov = overlap_at(rankings, ctx.exact_rankings(served.base, base_store[served.base]))
         row = {
             "method": served.method, "group": served.group, "budget": served.budget, "config": served.config,
-            **metrics,
+            **metrics, "val_ndcg@100": val_ndcg,
             "paper_bytes_per_item": served.paper_bytes_per_item,
             "stored_bytes_per_item": served.stored_bytes_per_item,
             "code_bytes_per_item": served.code_bytes_per_item,
@@ -408,7 +421,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         }
         rows.append(row)
         log(f"  {served.method:<34} {served.config:<40} nDCG@100 {metrics['ndcg@100']:.4f}  "
-            f"R@20 {metrics['recall@20']:.4f}  {served.paper_bytes_per_item:8.1f} B/item  "
+            f"(validation {val_ndcg:.4f})  R@20 {metrics['recall@20']:.4f}  {served.paper_bytes_per_item:8.1f} B/item  "
             f"{timing['qps_batch']:9.1f} q/s" + (f"  overlap {ov:.3f}" if ov is not None else ""))
         if group_bar is not None:
             group_bar.update(1)
@@ -420,21 +433,23 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     def bar(total, desc):
         return tqdm(total=total, desc=desc, disable=not c.progress, leave=True, unit="step")
 
-    # 1. dense reference: best dimension on the test users (oracle choice, favours the baseline)
+    # 1. dense reference: the dimension with the best nDCG@100 on the validation users (test figures recorded
+    # for every candidate, reported after the choice)
     b = bar(len(c.ref_dims) + 1, "dense reference")
-    selection = {}
+    selection = {"validation": {}, "test": {}}
     for dim in c.ref_dims:
         A, secs, cached, p = ctx.dense(dim)
-        rk = ctx.exact_rankings(f"dense{dim}", A)
-        selection[int(dim)] = evaluate_rankings(rk, folds)["ndcg@100"]
+        selection["validation"][int(dim)] = evaluate_rankings(
+            ctx.exact_rankings(f"dense{dim}", A, "validation"), val_folds)["ndcg@100"]
+        selection["test"][int(dim)] = evaluate_rankings(ctx.exact_rankings(f"dense{dim}", A), folds)["ndcg@100"]
         base_store[f"dense{dim}"] = A
         b.update(1)
-    ref_dim = max(selection, key=selection.get)
+    ref_dim = max(selection["validation"], key=selection["validation"].get)
     A_ref, secs, cached, p = ctx.dense(ref_dim)
     ref_row = evaluate(flat_served(A_ref, "Dense ELSA reference (FlatIP)", "dense", None, f"ELSA r={ref_dim} f32, IndexFlatIP",
                                    p, train_seconds=secs, cached=cached, base=f"dense{ref_dim}"), b)
     b.close()
-    log(f"dense reference: r={ref_dim} (nDCG@100 by r: {selection})")
+    log(f"dense reference: r={ref_dim} (validation nDCG@100 by r: {selection['validation']})")
 
     # 2. low-dimensional dense ELSA at the budget
     lowdim = {}
@@ -511,7 +526,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         b.close()
 
     # 5. pruned EASE
-    ease_info = {}
+    ease_info = {"validation": {}, "test": {}}
     if "ease" in c.methods:
         ks = [B // 8 for B in budgets]
         b = bar(len(budgets) + (len(c.ease_lams) if ctx.n_items <= c.ease_dense_max_items else 0), "pruned EASE")
@@ -526,9 +541,10 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
                                            params={"model": "ease", "lam": lam, "seed": c.seed},
                                            paper_bytes_per_item=4.0 * ctx.n_items, stored_bytes=int(Bm.nbytes),
                                            n_items=ctx.n_items, train_seconds=secs, B=Bm)
-                rk = [full.recommend(f.history, 100) for f in folds]
-                nd = evaluate_rankings(rk, folds)["ndcg@100"]
-                ease_info[float(lam)] = nd
+                nd = evaluate_rankings([full.recommend(f.history, 100) for f in val_folds], val_folds)["ndcg@100"]
+                ease_info["validation"][float(lam)] = nd
+                ease_info["test"][float(lam)] = evaluate_rankings(
+                    [full.recommend(f.history, 100) for f in folds], folds)["ndcg@100"]
                 if best is None or nd > best[0]:
                     best = (nd, lam, Bm, secs, full)
                 b.update(1)
@@ -595,9 +611,12 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     meta = {
         "config": c.to_dict(), "dataset": c.dataset, "data_fingerprint": ctx.fingerprint,
         "n_users": int(ctx.X.shape[0]), "n_items": int(ctx.n_items), "n_interactions": int(ctx.X.nnz),
-        "n_train_users": int(ctx.train.shape[0]), "n_test_users": int(c.n_test),
+        "n_train_users": int(ctx.train.shape[0]), "n_test_users": int(c.n_test), "n_val_users": int(c.n_val),
         "n_eval_rows": int(sum(f.history.shape[0] for f in folds)),
-        "reference_dim": int(ref_dim), "reference_selection_ndcg": selection, "ease_lambda_selection_ndcg": ease_info,
+        "n_val_rows": int(sum(f.history.shape[0] for f in val_folds)),
+        "selection_users": "validation",
+        "reference_dim": int(ref_dim), "reference_selection_ndcg": selection,
+        "ease_lambda_selection_ndcg": ease_info if ease_info["validation"] else {},
         "seconds": time.perf_counter() - t_start, "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": c.threads,
         "seismic_available": seismic_available(),
@@ -608,14 +627,15 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
 def _check_recorded_split(path, meta: dict, cfg: BenchConfig, fingerprint: str) -> None:
     """Refuse a model trained on another split: its training users could be the benchmark's test users."""
     recorded = meta.get("config", {})
-    expected = {"test_users": cfg.n_test, "val_users": 0, "seed": cfg.seed}
+    expected = {"test_users": cfg.n_test, "val_users": cfg.n_val, "seed": cfg.seed}
     for name, want in expected.items():
         if name not in recorded:
             raise InputError(f"{path}: records no {name}, so its held-out split cannot be checked against the "
                              f"benchmark's ({name}={want})")
         if int(recorded[name]) != int(want):
             raise InputError(f"{path}: trained with {name}={recorded[name]}, the benchmark holds out {name}={want}; "
-                             "retrain with the benchmark's split")
+                             f"retrain with the benchmark's split (spidx train --test-users {cfg.n_test} "
+                             f"--val-users {cfg.n_val} --seed {cfg.seed})")
     fp = meta.get("data", {}).get("fingerprint")
     if fp != fingerprint:
         raise InputError(f"{path}: trained on data with fingerprint {fp}, the benchmark's is {fingerprint}")
@@ -627,7 +647,8 @@ def import_compressed(cfg: BenchConfig, files: dict, source: str = "") -> list:
 
     `files` maps k -> spidx embeddings file. The files must cover every target of `cfg`, hold exactly k
     non-zeros per row and the data set's items in the same order, and record the benchmark's split (the same
-    data fingerprint, test users and seed, no validation users). Returns the cache paths written.
+    data fingerprint, test users, validation users and seed: `spidx train --test-users N --val-users M
+    --seed S` draws the same users as the benchmark's `n_test`, `n_val` and `seed`). Returns the cache paths written.
     """
     ctx = Context(cfg)
     p = ctx.celsa_params()

@@ -45,13 +45,44 @@ def _ci(r) -> str:
     return f"{r['ndcg_diff_vs_ref']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
+SELECT = "val_ndcg@100"  # every choice between configurations: nDCG@100 on the validation users, never the test users
+FRONTIERS = (("paper_bytes_per_item", "paper"), ("stored_bytes_per_item", "stored"))
+
+
 def best_faiss(rows: list) -> list:
-    """The best FAISS configuration (by nDCG@100) per budget."""
+    """The FAISS configuration with the best validation nDCG@100 per budget (its test figures are reported)."""
     best = {}
     for r in rows:
-        if r["group"] == "faiss" and (r["budget"] not in best or r["ndcg@100"] > best[r["budget"]]["ndcg@100"]):
+        if r["group"] == "faiss" and (r["budget"] not in best or r[SELECT] > best[r["budget"]][SELECT]):
             best[r["budget"]] = r
     return [best[b] for b in sorted(best, reverse=True)]
+
+
+def family(r: dict) -> str:
+    """The method a frontier point belongs to: every FAISS configuration and every Compressed ELSA value type
+    compete inside one family."""
+    if r["group"] == "faiss":
+        return "FAISS codes (best configuration)"
+    if r["group"] == "celsa":
+        return "Compressed ELSA (our index, best value type)"
+    return r["method"]
+
+
+def frontier(rows: list, bytes_key: str, budgets) -> list:
+    """Per budget B and method family, the row with the best validation nDCG@100 among those holding at most B
+    bytes per item by `bytes_key` (paper or stored accounting); the reference rows (no budget) are left out."""
+    out = []
+    for B in sorted(budgets, reverse=True):
+        best = {}
+        for r in rows:
+            if r["budget"] is None or r[bytes_key] > B:
+                continue
+            f = family(r)
+            if f not in best or r[SELECT] > best[f][SELECT]:
+                best[f] = r
+        out += [{"budget": B, "family": f, "row": r} for f, r in best.items()]
+    return sorted(out, key=lambda e: (-e["budget"], ORDER.index(e["row"]["group"]) if e["row"]["group"] in ORDER else 99,
+                                      e["family"]))
 
 
 def main_rows(rows: list) -> list:
@@ -67,7 +98,7 @@ def check_claims(rows: list) -> list:
     if ref is None:
         return claims
     ce = {r["budget"]: r for r in rows if r["group"] == "celsa" and r["params"].get("values") == "f32"}
-    if 1024 in ce:
+    if ref is not None and 1024 in ce:
         d = ce[1024]["ndcg@100"] / ref["ndcg@100"] - 1
         claims.append({"claim": "Compressed ELSA at 1024 B within 2% of the dense reference's nDCG@100",
                        "holds": bool(d >= -0.02),
@@ -118,7 +149,35 @@ def check_claims(rows: list) -> list:
                 "evidence": f"{r['method']} {r['config']}: nDCG@100 {r['ndcg@100']:.4f}, difference "
                             f"{r['ndcg_diff_vs_ref']:+.4f} [{lo:+.4f}, {hi:+.4f}]; {r['speedup_batch_vs_ref']:.2f}x "
                             f"(batch), {r['speedup_single_vs_ref']:.2f}x (one at a time)"})
+    stored = {}
+    for e in frontier(rows, "stored_bytes_per_item", sorted({r["budget"] for r in rows if r["budget"] is not None})):
+        stored.setdefault(e["budget"], []).append(e)
+    for B in sorted((b for b in stored if b <= 256), reverse=True):
+        cel = next((e["row"] for e in stored[B] if e["row"]["group"] == "celsa"), None)
+        others = [e for e in stored[B] if e["row"]["group"] not in ("celsa", "seismic")]
+        if cel is None or not others:
+            continue
+        worse = [e for e in others if e["row"]["ndcg@100"] >= cel["ndcg@100"]]
+        ev = "; ".join(f"{e['family']} ({e['row']['config']}, {e['row']['stored_bytes_per_item']:.0f} B) "
+                       f"{e['row']['ndcg@100']:.4f}" for e in others)
+        claims.append({"claim": f"At {B} stored bytes per item, Compressed ELSA (k and value type chosen on "
+                                "validation users) above every other method holding at most as much",
+                       "holds": not worse,
+                       "evidence": f"Compressed ELSA ({cel['config']}, {cel['stored_bytes_per_item']:.0f} B) "
+                                   f"{cel['ndcg@100']:.4f}; {ev}"
+                                   + (f" — beaten or matched by: {', '.join(e['family'] for e in worse)}" if worse else "")})
     return claims
+
+
+def frontier_table(rows: list, bytes_key: str, label: str, budgets) -> list:
+    """Markdown lines of one frontier: per budget and method, the configuration chosen on validation users."""
+    out = [f"| budget B ({label}) | method | chosen configuration | {label} B/item | validation nDCG@100 | "
+           "test nDCG@100 | test R@20 |", "|---|---|---|---|---|---|---|"]
+    for e in frontier(rows, bytes_key, budgets):
+        r = e["row"]
+        out.append(f"| {e['budget']} | {e['family']} | {r['config']} | {_f(r[bytes_key], 1)} | {_f(r[SELECT])} | "
+                   f"{_f(r['ndcg@100'])} | {_f(r['recall@20'])} |")
+    return out
 
 
 def markdown(result: dict, command: str = "") -> str:
@@ -129,8 +188,14 @@ def markdown(result: dict, command: str = "") -> str:
         out += ["```", command, "```", ""]
     out += [f"Data: `{os.path.basename(c['data'])}` — {meta['n_users']:,} users × {meta['n_items']:,} items, "
             f"{meta['n_interactions']:,} interactions (fingerprint `{meta['data_fingerprint']}`). "
-            f"Strong generalisation: {meta['n_test_users']:,} held-out users (seed {c['seed']}), {c['folds']} fold(s) "
-            f"of 20% targets ({meta['n_eval_rows']:,} evaluation rows), {meta['n_train_users']:,} training users.",
+            f"Strong generalisation: {meta['n_test_users']:,} test users and {meta['n_val_users']:,} validation users, "
+            f"disjoint (seed {c['seed']}), {c['folds']} fold(s) of 20% targets ({meta['n_eval_rows']:,} test and "
+            f"{meta['n_val_rows']:,} validation evaluation rows), {meta['n_train_users']:,} training users.",
+            "",
+            "Selection: every choice — the dense reference r, the EASE λ, the FAISS configuration per budget, the "
+            "configuration (k, value type) on each frontier, and each ELSA model's epoch — is made on the "
+            "**validation users'** nDCG@100 (column *val nDCG*); every other figure is on the test users, "
+            "reported after the choice.",
             "",
             f"Settings: {c['note']}.",
             f"Timing: {meta['threads']} thread(s) for every method; batch = {rows[0]['n_batch_queries'] if rows else 0} "
@@ -145,14 +210,14 @@ def markdown(result: dict, command: str = "") -> str:
             "non-zeros, code bytes for FAISS); *stored* = what is actually held (our index keeps posting lists "
             "and forward rows; FAISS = `serialize_index`, codebooks included) divided by the items.",
             ""]
-    head = ["method", "budget B", "configuration", "R@20", "R@50", "nDCG@100", "vs ref", "Δ nDCG [95% CI]", "paper B/item",
+    head = ["method", "budget B", "configuration", "val nDCG@100", "R@20", "R@50", "nDCG@100", "vs ref", "Δ nDCG [95% CI]", "paper B/item",
             "stored B/item", "code B/item", "serving bytes", "train s", "build s", "q/s batch", "q/s single",
             "p50 ms", "p99 ms", "speed-up batch", "speed-up single", "overlap@100"]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for r in main_rows(rows):
         out.append("| " + " | ".join([
-            r["method"], str(r["budget"] or "ref"), r["config"], _f(r["recall@20"]), _f(r["recall@50"]),
+            r["method"], str(r["budget"] or "ref"), r["config"], _f(r[SELECT]), _f(r["recall@20"]), _f(r["recall@50"]),
             _f(r["ndcg@100"]), f"{(r['ndcg_vs_ref'] - 1) * 100:+.1f}%", _ci(r), _f(r["paper_bytes_per_item"], 1),
             _f(r["stored_bytes_per_item"], 1), _f(r["code_bytes_per_item"], 1), _bytes(r["total_serving_bytes"]),
             _f(r["train_seconds"], 1) + (" (cached)" if r["cached"] else ""), _f(r["build_seconds"], 2),
@@ -162,18 +227,32 @@ def markdown(result: dict, command: str = "") -> str:
     fa = [r for r in rows if r["group"] == "faiss"]
     if fa:
         out += ["", "## All FAISS configurations", "",
-                "| budget B | configuration | code B/item | fixed bytes | serialised B/item | nDCG@100 | R@20 | "
-                "overlap@100 | q/s batch | build s |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in sorted(fa, key=lambda r: (-r["budget"], -r["ndcg@100"])):
+                "| budget B | configuration | code B/item | fixed bytes | serialised B/item | val nDCG@100 | nDCG@100 | "
+                "R@20 | overlap@100 | q/s batch | build s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(fa, key=lambda r: (-r["budget"], -r[SELECT])):
             out.append(f"| {r['budget']} | {r['config']} | {_f(r['code_bytes_per_item'], 1)} | {_bytes(r['fixed_bytes'])} | "
-                       f"{_f(r['stored_bytes_per_item'], 1)} | {_f(r['ndcg@100'])} | {_f(r['recall@20'])} | "
+                       f"{_f(r['stored_bytes_per_item'], 1)} | {_f(r[SELECT])} | {_f(r['ndcg@100'])} | {_f(r['recall@20'])} | "
                        f"{_f(r['overlap@100'], 3)} | {_f(r['qps_batch'], 1)} | {_f(r['build_seconds'], 2)} |")
+    budgets = c["budgets"]
+    for key, label in FRONTIERS:
+        out += ["", f"## Frontier: nDCG@100 against {label} bytes per item", "",
+                f"Per budget, each method at its best configuration holding at most that many {label} bytes per item "
+                "(chosen on the validation users; test figures after the choice)"
+                + ("; Compressed ELSA competes with every k and value type (f32/f16/i8)." if label == "stored" else "."),
+                ""]
+        out += frontier_table(rows, key, label, budgets)
     sel = meta.get("reference_selection_ndcg") or {}
-    out += ["", f"Dense reference: r = {meta['reference_dim']} chosen as the best nDCG@100 on the test users among "
-                f"{', '.join(f'r={k}: {v:.4f}' for k, v in sel.items())} (an oracle choice that favours the baseline)."]
-    if meta.get("ease_lambda_selection_ndcg"):
-        out.append("EASE λ chosen the same way: " + ", ".join(
-            f"λ={k:g}: {v:.4f}" for k, v in meta["ease_lambda_selection_ndcg"].items()) + " (full EASE nDCG@100).")
+    out += ["", "## Choices on validation users", "",
+            f"Dense reference: r = {meta['reference_dim']}, the best validation nDCG@100 among "
+            + ", ".join(f"r={k}: {v:.4f} (test {sel['test'][k]:.4f})" for k, v in sel["validation"].items()) + "."]
+    ease = meta.get("ease_lambda_selection_ndcg")
+    if ease:
+        out.append("EASE λ: the best validation nDCG@100 of full EASE among " + ", ".join(
+            f"λ={k:g}: {v:.4f} (test {ease['test'][k]:.4f})" for k, v in ease["validation"].items()) + ".")
+    out.append("FAISS: per budget, the configuration with the best validation nDCG@100 (column *val nDCG* in "
+               "*All FAISS configurations*). Dense ELSA models (reference, low-dim, post-hoc and CompresSAE "
+               "source): the epoch with the best validation nDCG@100; Compressed ELSA: per k, the final-phase epoch "
+               "with the best validation nDCG@100.")
     claims = check_claims(rows)
     if claims:
         out += ["", "## Claims", "", "| claim | holds | evidence |", "|---|---|---|"]
@@ -194,7 +273,7 @@ def _jsonable(o):
     return o
 
 
-CSV_FIELDS = ["method", "group", "budget", "config", "recall@20", "recall@50", "ndcg@100", "ndcg_vs_ref",
+CSV_FIELDS = ["method", "group", "budget", "config", "val_ndcg@100", "recall@20", "recall@50", "ndcg@100", "ndcg_vs_ref",
               "ndcg_diff_vs_ref", "ndcg_diff_ci95",
               "paper_bytes_per_item", "stored_bytes_per_item", "code_bytes_per_item", "fixed_bytes",
               "total_serving_bytes", "train_seconds", "build_seconds", "cached", "qps_batch", "qps_single", "p50_ms",
@@ -218,13 +297,16 @@ def write_outputs(result: dict, out_dir: str, command: str = "", plot: bool = Tr
     if plot:
         paths["png"] = out / "ndcg_vs_bytes.png"
         plot_results(result, paths["png"])
-        md += f"\n![nDCG@100 and Recall@20 against bytes per item]({paths['png'].name})\n"
+        md += (f"\n![nDCG@100 against paper and stored bytes per item, Recall@20 against paper bytes]"
+               f"({paths['png'].name})\n")
     with atomic_path(paths["md"]) as tmp, open(tmp, "w") as f:
         f.write(md)
     return {k: str(v) for k, v in paths.items()}
 
 
 def plot_results(result: dict, path) -> None:
+    """Three panels: nDCG@100 against paper bytes and against stored bytes (each method's frontier, chosen on
+    validation users), Recall@20 against paper bytes; every FAISS configuration as grey points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,30 +314,33 @@ def plot_results(result: dict, path) -> None:
 
     rows = result["rows"]
     ref = next((r for r in rows if r["group"] == "dense"), None)
-    series = {}
-    for r in main_rows(rows):
-        if r["budget"] is None:
-            continue
-        series.setdefault(r["method"], []).append(r)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for ax, metric in zip(axes, ("ndcg@100", "recall@20")):
+    budgets = result["meta"]["config"]["budgets"]
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.5))
+    panels = (("ndcg@100", "paper_bytes_per_item", "paper accounting"),
+              ("ndcg@100", "stored_bytes_per_item", "stored: what is in memory"),
+              ("recall@20", "paper_bytes_per_item", "paper accounting"))
+    for ax, (metric, bytes_key, label) in zip(axes, panels):
+        series = {}
+        for e in frontier(rows, bytes_key, budgets):
+            series.setdefault(e["family"], []).append(e["row"])
         for name, rs in series.items():
-            rs = sorted(rs, key=lambda r: r["paper_bytes_per_item"])
-            ax.plot([r["paper_bytes_per_item"] for r in rs], [r[metric] for r in rs], marker="o", label=name)
+            rs = sorted({id(r): r for r in rs}.values(), key=lambda r: r[bytes_key])
+            ax.plot([r[bytes_key] for r in rs], [r[metric] for r in rs], marker="o", label=name)
         fa = [r for r in rows if r["group"] == "faiss"]
         if fa:
-            ax.scatter([r["paper_bytes_per_item"] for r in fa], [r[metric] for r in fa], s=10, c="grey", alpha=0.4,
+            ax.scatter([r[bytes_key] for r in fa], [r[metric] for r in fa], s=10, c="grey", alpha=0.4,
                        label="FAISS (all configurations)")
         if ref is not None:
             ax.axhline(ref[metric], color="black", ls="--", lw=1,
-                       label=f"dense reference ({ref['config'].split(',')[0]}, {ref['paper_bytes_per_item']:.0f} B)")
+                       label=f"dense reference ({ref['config'].split(',')[0]}, {ref[bytes_key]:.0f} B)")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("bytes per item (paper accounting, log scale)")
-        ax.set_ylabel(metric)
+        ax.set_xlabel(f"bytes per item ({label}, log scale)")
+        ax.set_ylabel(f"{metric} (test users)")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6, loc="lower right")
     meta = result["meta"]
-    fig.suptitle(f"spidx bench — {meta['dataset']} ({meta['config']['preset']} preset)")
+    fig.suptitle(f"spidx bench — {meta['dataset']} ({meta['config']['preset']} preset); configurations chosen on "
+                 "validation users")
     fig.tight_layout()
     with atomic_path(str(path), suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")

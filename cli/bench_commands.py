@@ -32,7 +32,10 @@ def register(group: click.Group) -> None:
                   help="Comma list of method groups: dense,lowdim,faiss,posthoc,compresae,ease,celsa,seismic (default: all but seismic and compresae; paper: all but seismic). "
                        "The dense reference always runs.")
     @click.option("--budgets", default=None, help="Comma list of bytes per item (default 1024,512,256,128,64).")
-    @click.option("--n-test", type=int, default=None, help="Held-out users.")
+    @click.option("--n-test", type=int, default=None, help="Held-out test users (they only report figures).")
+    @click.option("--n-val", type=int, default=None,
+                  help="Validation users, disjoint from the test users: every choice (reference r, EASE λ, FAISS "
+                       "configuration, ELSA epochs) is made on them (default: 500; paper preset 1000; tiny 50).")
     @click.option("--folds", type=int, default=None, help="Folds of 20%% targets per held-out user (1-5).")
     @click.option("--seed", type=int, default=None)
     @click.option("--dim", "sparse_dim", type=int, default=None, help="d of Compressed ELSA and post-hoc top-k.")
@@ -45,7 +48,7 @@ def register(group: click.Group) -> None:
                   help="Compressed ELSA: epochs at each target k (default: --epochs).")
     @click.option("--dense-epochs", type=int, default=None)
     @click.option("--max-output", type=int, default=None, help="Sampled training: output columns per batch.")
-    @click.option("--ease-lambda", "ease_lams", default=None, help="Comma list of EASE λ (best on test is kept).")
+    @click.option("--ease-lambda", "ease_lams", default=None, help="Comma list of EASE λ (best on the validation users is kept).")
     @click.option("--values", "celsa_values", default=None, help="Index value types for Compressed ELSA (f32,f16,i8).")
     @click.option("--threads", type=int, default=None, help="Threads for serving/timing (default 1).")
     @click.option("--repeats", type=int, default=None, help="Batch timing repeats (median).")
@@ -53,7 +56,7 @@ def register(group: click.Group) -> None:
                   help="Trained-model cache (default .cache/bench); keyed by data fingerprint + parameters.")
     @click.option("--no-plot", is_flag=True, help="Skip the PNG plot.")
     @click.option("--quiet", is_flag=True, help="No progress bars or log lines (the table is still printed).")
-    def bench(preset, data, out, methods, budgets, n_test, folds, seed, sparse_dim, posthoc_dim, ref_dims, celsa_epochs,
+    def bench(preset, data, out, methods, budgets, n_test, n_val, folds, seed, sparse_dim, posthoc_dim, ref_dims, celsa_epochs,
               celsa_final_epochs, dense_epochs, max_output, ease_lams, celsa_values, threads, repeats, cache_dir, no_plot, quiet):
         """Compressed ELSA + inverted index vs dense ELSA/FAISS codes, post-hoc top-k and pruned EASE at
         matched bytes per item. Prints a Markdown table; writes JSON, CSV and a PNG plot to --out."""
@@ -61,7 +64,7 @@ def register(group: click.Group) -> None:
         from spidx.bench.report import markdown, write_outputs
 
         cfg = preset_config(
-            preset, data, out=out, methods=_strs(methods), budgets=_ints(budgets), n_test=n_test, folds=folds,
+            preset, data, out=out, methods=_strs(methods), budgets=_ints(budgets), n_test=n_test, n_val=n_val, folds=folds,
             seed=seed, sparse_dim=sparse_dim, posthoc_dim=posthoc_dim, ref_dims=_ints(ref_dims), celsa_epochs=celsa_epochs,
             celsa_final_epochs=celsa_final_epochs, dense_epochs=dense_epochs, max_output=max_output, ease_lams=_floats(ease_lams),
             celsa_values=_strs(celsa_values), threads=threads, repeats=repeats, cache_dir=cache_dir,

@@ -1,4 +1,5 @@
-"""End-to-end `spidx bench` on MovieLens-100K with tiny settings: report structure, finite in-range numbers."""
+"""`spidx bench`: choices on validation users (synthetic fixtures), and end-to-end on MovieLens-100K with tiny
+settings (report structure, finite in-range numbers)."""
 from __future__ import annotations
 
 import csv
@@ -10,8 +11,7 @@ import pytest
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k" / "ml-100k.npz"
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not ML100K.exists(), reason="MovieLens-100K not available (see ../shared/data)")]
+needs_ml100k = pytest.mark.skipif(not ML100K.exists(), reason="MovieLens-100K not available (see ../shared/data)")
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,22 @@ def bench_run(tmp_path_factory):
     return out, res.output, args, cache
 
 
+@pytest.mark.slow
+@needs_ml100k
 def test_outputs_exist(bench_run):
     out, stdout, _, _ = bench_run
     for name in ("results.json", "results.csv", "report.md", "ndcg_vs_bytes.png"):
         assert (out / name).exists() and (out / name).stat().st_size > 0, name
     assert (out / "ndcg_vs_bytes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| method | budget B |" in stdout and "## Claims" in stdout
+    report = (out / "report.md").read_text()
+    for heading in ("## Frontier: nDCG@100 against paper bytes per item",
+                    "## Frontier: nDCG@100 against stored bytes per item", "## Choices on validation users"):
+        assert heading in report, heading
 
 
+@pytest.mark.slow
+@needs_ml100k
 def test_rows_structure_and_ranges(bench_run):
     out, _, _, _ = bench_run
     res = json.loads((out / "results.json").read_text())
@@ -47,7 +55,7 @@ def test_rows_structure_and_ranges(bench_run):
     for g in ("lowdim", "posthoc", "compresae", "ease"):
         assert {r["budget"] for r in rows if r["group"] == g and r["budget"] is not None} == budgets, g
     for r in rows:
-        for m in ("recall@20", "recall@50", "ndcg@100"):
+        for m in ("recall@20", "recall@50", "ndcg@100", "val_ndcg@100"):
             assert 0.0 <= r[m] <= 1.0 and math.isfinite(r[m]), (r["config"], m)
         assert r["ndcg@100"] > 0.05, r["config"]  # every method beats a broken ranking on ML-100K
         for f in ("paper_bytes_per_item", "stored_bytes_per_item", "total_serving_bytes", "qps_batch", "qps_single",
@@ -86,6 +94,8 @@ def test_paired_diff_ci_hand_computed():
     assert mean == pytest.approx(0.3) and math.isnan(lo) and math.isnan(hi)
 
 
+@pytest.mark.slow
+@needs_ml100k
 def test_csv_matches_json(bench_run):
     out, _, _, _ = bench_run
     rows = json.loads((out / "results.json").read_text())["rows"]
@@ -97,6 +107,8 @@ def test_csv_matches_json(bench_run):
         json.loads(c["params"])
 
 
+@pytest.mark.slow
+@needs_ml100k
 def test_cache_reused(bench_run, tmp_path):
     from click.testing import CliRunner
 
@@ -114,6 +126,8 @@ def test_cache_reused(bench_run, tmp_path):
         assert abs(r["ndcg@100"] - first[r["config"]]["ndcg@100"]) < 1e-6
 
 
+@pytest.mark.slow
+@needs_ml100k
 def test_bad_method_is_an_input_error(tmp_path):
     from click.testing import CliRunner
 
@@ -122,3 +136,103 @@ def test_bad_method_is_an_input_error(tmp_path):
     res = CliRunner().invoke(main, ["bench", "--preset", "tiny", "--data", str(ML100K), "--methods", "nope",
                                     "--out", str(tmp_path)])
     assert res.exit_code == 2 and "unknown method group" in res.output
+
+
+# ---- choices on validation users (synthetic data, seconds) -----------------------------------------
+
+def _tiny_config(path, tmp_path, **overrides):
+    from spidx.bench.compression import preset_config
+
+    return preset_config("tiny", str(path), cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "out"),
+                         progress=False, **overrides)
+
+
+def test_validation_and_test_users_are_disjoint(small_interactions_file, tmp_path):
+    from spidx.bench.compression import Context
+    from spidx.errors import InputError
+
+    ctx = Context(_tiny_config(small_interactions_file, tmp_path))
+    test_users = set(ctx.split.test[0].users.tolist())
+    val_users = set(ctx.split.validation[0].users.tolist())
+    assert len(test_users) == 100 and len(val_users) == 50  # every synthetic user has a target
+    assert not test_users & val_users
+    assert not (test_users | val_users) & set(ctx.split.train_users.tolist())
+    assert ctx.train.shape[0] == 400 - 150
+    # another number of validation users is another training set: cached models must not be shared
+    other = Context(_tiny_config(small_interactions_file, tmp_path, n_val=60))
+    assert ctx._key("elsa", {"dim": 8}) != other._key("elsa", {"dim": 8})
+    with pytest.raises(InputError, match="needs validation users"):
+        Context(_tiny_config(small_interactions_file, tmp_path, n_val=0))
+
+
+def test_reference_and_ease_lambda_follow_the_validation_users(small_interactions_file, tmp_path, monkeypatch):
+    """With validation nDCG@100 turned upside down (1 - nDCG on the validation folds only), the chosen r and
+    λ must be the candidates that are worse on the test users: the test users play no part in the choice."""
+    from spidx.bench import compression
+    from spidx.bench.report import markdown
+
+    true_evaluate = compression.evaluate_rankings
+
+    def upside_down_on_validation(rankings, folds):
+        m = true_evaluate(rankings, folds)
+        return dict(m, **{"ndcg@100": 1.0 - m["ndcg@100"]}) if folds is validation[0] else m
+
+    validation = []
+    true_context = compression.Context
+
+    def context(cfg, log=None):
+        ctx = true_context(cfg, log)
+        validation.append(ctx.split.validation)
+        return ctx
+
+    monkeypatch.setattr(compression, "Context", context)
+    monkeypatch.setattr(compression, "evaluate_rankings", upside_down_on_validation)
+    cfg = _tiny_config(small_interactions_file, tmp_path, methods=("dense", "ease"), ref_dims=(2, 32),
+                       ease_lams=(0.1, 3000.0), budgets=(64,))
+    result = compression.run_benchmark(cfg, log=lambda m: None)
+    meta = result["meta"]
+    ref_sel, ease_sel = meta["reference_selection_ndcg"], meta["ease_lambda_selection_ndcg"]
+    # the test figures of the candidates disagree with the (inverted) validation figures ...
+    assert max(ref_sel["test"], key=ref_sel["test"].get) != max(ref_sel["validation"], key=ref_sel["validation"].get)
+    assert max(ease_sel["test"], key=ease_sel["test"].get) != max(ease_sel["validation"], key=ease_sel["validation"].get)
+    # ... and the choice follows validation
+    assert meta["reference_dim"] == max(ref_sel["validation"], key=ref_sel["validation"].get)
+    lam = max(ease_sel["validation"], key=ease_sel["validation"].get)
+    rows = {r["group"] + str(r["budget"]): r for r in result["rows"]}
+    assert rows["denseNone"]["config"].startswith(f"ELSA r={meta['reference_dim']} ")
+    assert f"lambda={lam:g}," in rows["easeNone"]["config"] and f"lambda={lam:g}," in rows["ease64"]["config"]
+    # the reported figures are the chosen candidate's test figures, its validation figure alongside
+    assert rows["denseNone"]["ndcg@100"] == pytest.approx(ref_sel["test"][meta["reference_dim"]], abs=1e-12)
+    assert rows["denseNone"]["val_ndcg@100"] == pytest.approx(ref_sel["validation"][meta["reference_dim"]], abs=1e-12)
+    assert rows["easeNone"]["ndcg@100"] == pytest.approx(ease_sel["test"][lam], abs=1e-12)
+    assert meta["selection_users"] == "validation" and meta["n_val_users"] == 50
+    md = markdown(result)
+    assert f"r = {meta['reference_dim']}, the best validation nDCG@100" in md and "EASE λ: the best validation" in md
+
+
+def _row(group, budget, config, val, test, paper, stored, method=None):
+    return {"group": group, "budget": budget, "config": config, "method": method or group, "val_ndcg@100": val,
+            "ndcg@100": test, "recall@20": test, "paper_bytes_per_item": paper, "stored_bytes_per_item": stored}
+
+
+def test_best_faiss_and_frontiers_choose_on_validation():
+    from spidx.bench.report import best_faiss, frontier, frontier_table
+
+    rows = [
+        _row("faiss", 64, "PQ8", val=0.30, test=0.20, paper=64, stored=70),   # best on validation, worse on test
+        _row("faiss", 64, "SQ8", val=0.25, test=0.40, paper=64, stored=64),
+        _row("celsa", 64, "k=8 f32", val=0.31, test=0.30, paper=64, stored=110),
+        _row("celsa", 64, "k=8 i8", val=0.29, test=0.35, paper=40.0, stored=60.0),
+        _row("celsa", 128, "k=16 f32", val=0.40, test=0.38, paper=128, stored=200),
+        _row("celsa", 128, "k=16 i8", val=0.39, test=0.39, paper=80, stored=100),
+        _row("dense", None, "reference", val=0.50, test=0.50, paper=512, stored=512),
+    ]
+    assert [r["config"] for r in best_faiss(rows)] == ["PQ8"]
+    paper = {(e["budget"], e["row"]["group"]): e["row"]["config"] for e in frontier(rows, "paper_bytes_per_item", (128, 64))}
+    assert paper == {(128, "celsa"): "k=16 f32", (128, "faiss"): "PQ8", (64, "celsa"): "k=8 f32", (64, "faiss"): "PQ8"}
+    # stored bytes: k=16 f32 (200 B) does not fit 128 B, its i8 copy (100 B) does; at 64 B only i8 k=8 and SQ8 fit
+    stored = {(e["budget"], e["row"]["group"]): e["row"]["config"]
+              for e in frontier(rows, "stored_bytes_per_item", (128, 64))}
+    assert stored == {(128, "celsa"): "k=16 i8", (128, "faiss"): "PQ8", (64, "celsa"): "k=8 i8", (64, "faiss"): "SQ8"}
+    lines = frontier_table(rows, "stored_bytes_per_item", "stored", (64,))
+    assert "| 64 | Compressed ELSA (our index, best value type) | k=8 i8 | 60.0 | 0.2900 | 0.3500 | 0.3500 |" in lines

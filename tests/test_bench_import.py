@@ -15,9 +15,9 @@ def setup(tmp_path_factory, small_interactions_file):
     tmp = tmp_path_factory.mktemp("import")
     out = tmp / "ce-k{k}.npz"
     r = CliRunner().invoke(main, ["train", str(small_interactions_file), "--out", str(out), "--dim", "64",
-                                  "--nnz", "16,8", "--epochs", "1", "--test-users", "100", "--seed", "42", "--quiet"])
+                                  "--nnz", "16,8", "--epochs", "1", "--test-users", "100", "--val-users", "50", "--seed", "42", "--quiet"])
     assert r.exit_code == 0, r.output
-    cfg = preset_config("tiny", str(small_interactions_file), n_test=100, seed=42, sparse_dim=64, budgets=[128, 64],
+    cfg = preset_config("tiny", str(small_interactions_file), n_test=100, n_val=50, seed=42, sparse_dim=64, budgets=[128, 64],
                         cache_dir=str(tmp / "cache"), progress=False)
     files = {k: str(out).replace("{k}", str(k)) for k in (16, 8)}
     return cfg, files, tmp
@@ -44,7 +44,7 @@ def _with_meta(files, tmp, change):
 @pytest.mark.parametrize("change, message", [
     (lambda m: m["config"].update(test_users=80), "trained with test_users=80, the benchmark holds out test_users=100"),
     (lambda m: m["config"].update(seed=7), "trained with seed=7, the benchmark holds out seed=42"),
-    (lambda m: m["config"].update(val_users=20), "trained with val_users=20, the benchmark holds out val_users=0"),
+    (lambda m: m["config"].update(val_users=20), "trained with val_users=20, the benchmark holds out val_users=50"),
     (lambda m: m["data"].update(fingerprint="0" * 16), "trained on data with fingerprint 0000000000000000"),
     (lambda m: m.pop("config"), "records no test_users"),
 ])

@@ -215,3 +215,21 @@ def test_single_lambda_ease_holds_out_no_validation_users_by_default(tmp_path, s
     out = tmp_path / "ease.npz"
     _train(small_interactions_file, out, "--model", "ease")
     assert load_embeddings(out).meta["config"]["val_users"] == 0
+
+
+@pytest.mark.slow
+def test_default_validation_on_movielens_100k(tmp_path, ml100k_path):
+    """ML-100K (943 users, 200 test): 100 validation users by default; each k keeps its best validation epoch."""
+    out = tmp_path / "ce-k{k}.npz"
+    r = CliRunner().invoke(main, ["train", str(ml100k_path), "--out", str(out), "--quiet", "--device", "cpu",
+                                  "--test-users", "200", "--dim", "256", "--nnz", "32,8", "--epochs", "1",
+                                  "--final-epochs", "4", "--patience", "1"])
+    assert r.exit_code == 0, r.output
+    for k in (32, 8):
+        emb = load_embeddings(str(out).replace("{k}", str(k)))
+        assert emb.meta["config"]["val_users"] == 100
+        curve = [c["ndcg@100"] for c in emb.meta["validation"]]
+        assert emb.meta["best_epoch"] == int(np.argmax(curve)) + 1
+        assert _validation_ndcg(emb.matrix, ml100k_path, emb.meta) == pytest.approx(max(curve), abs=1e-6)
+        ev = CliRunner().invoke(main, ["evaluate", str(out).replace("{k}", str(k)), str(ml100k_path), "--json", "-"])
+        assert ev.exit_code == 0 and 0.1 < json.loads(ev.output[ev.output.index("{"):])["metrics"]["ndcg@100"] < 1

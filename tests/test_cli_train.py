@@ -129,7 +129,7 @@ def validated(tmp_path_factory, small_interactions_file):
     """Compressed ELSA trained with the default hold-out; final phases of at most 5 epochs, patience 1."""
     out = tmp_path_factory.mktemp("val") / "ce-k{k}.npz"
     r = _train(small_interactions_file, out, "--dim", "64", "--nnz", "16,8", "--epochs", "1", "--final-epochs", "5",
-               "--patience", "1", "--lr", "0.3")
+               "--patience", "1", "--lr", "0.3", "--no-refit")
     return out, r.output
 
 
@@ -183,7 +183,7 @@ def test_kept_model_is_the_best_validation_epoch_of_the_recorded_curve(validated
 
 def test_dense_elsa_keeps_its_best_validation_epoch_by_default(tmp_path, small_interactions_file):
     out = tmp_path / "elsa.npz"
-    _train(small_interactions_file, out, "--model", "elsa", "--dim", "32", "--epochs", "6", "--lr", "0.3")
+    _train(small_interactions_file, out, "--model", "elsa", "--dim", "32", "--epochs", "6", "--lr", "0.3", "--no-refit")
     emb = load_embeddings(out)
     curve = emb.meta["validation"]
     assert emb.meta["config"]["val_users"] == 60 and emb.meta["epochs_trained"] == len(curve) <= 6
@@ -191,6 +191,40 @@ def test_dense_elsa_keeps_its_best_validation_epoch_by_default(tmp_path, small_i
     assert emb.meta["best_epoch"] == best and (len(curve) == 6 or len(curve) == best + 3)
     assert _validation_ndcg(emb.matrix, small_interactions_file, emb.meta) == pytest.approx(curve[best - 1]["ndcg@100"],
                                                                                            abs=1e-6)
+
+
+def test_small_data_sets_are_refit_on_every_non_test_user_with_the_chosen_epochs(tmp_path, small_interactions_file):
+    """60 validation users are 20 % of the 300 non-test users: by default the validated choice is retrained on all
+    300, exactly as the library trains with those per-k final epochs; the validation curves stay in the metadata."""
+    from spidx.evaluation import make_split
+    from spidx.trainer.models import CompressedELSA
+
+    out = tmp_path / "ce-k{k}.npz"
+    r = _train(small_interactions_file, out, "--dim", "64", "--nnz", "16,8", "--epochs", "1", "--final-epochs", "5",
+               "--patience", "1", "--lr", "0.3")
+    assert "then refit on every non-test user" in r.output
+    metas = {k: load_embeddings(str(out).replace("{k}", str(k))).meta for k in (16, 8)}
+    best = {k: int(np.argmax([c["ndcg@100"] for c in m["validation"]])) + 1 for k, m in metas.items()}
+    split = make_split(read_interactions(small_interactions_file).matrix, 100, 0, 42)
+    model = CompressedELSA(dim=64, nnz=[16, 8], epochs=1, final_epochs={16: best[16], 8: best[8]}, lr=0.3)
+    model.fit(split.train, show_progress=False, device="cpu")
+    for k, meta in metas.items():
+        assert meta["best_epoch"] == best[k] and meta["config"]["final_epochs"] == best[k]
+        assert meta["config"]["val_users"] == 60 and meta["config"]["refit"] is True
+        assert meta["refit"]["validation_train_users"] == 240 and meta["refit"]["train_users"] == 300
+        assert meta["data"]["train_users"] == 300
+        assert [p["epochs"] for p in meta["phases"] if p["phase"] == f"final k={k}"] == [best[k]]
+        emb = load_embeddings(str(out).replace("{k}", str(k)))
+        assert abs(emb.matrix - model.at(k).embeddings).max() == 0
+
+
+def test_dense_elsa_refit_trains_the_best_epoch_count_on_every_non_test_user(tmp_path, small_interactions_file):
+    out = tmp_path / "elsa.npz"
+    _train(small_interactions_file, out, "--model", "elsa", "--dim", "32", "--epochs", "6", "--lr", "0.3")
+    meta = load_embeddings(out).meta
+    best = int(np.argmax([c["ndcg@100"] for c in meta["validation"]])) + 1
+    assert meta["best_epoch"] == best and meta["refit"]["chosen"] == {"epochs": best}
+    assert meta["config"]["epochs"] == best and meta["epochs_trained"] == best and meta["data"]["train_users"] == 300
 
 
 def test_val_users_0_trains_as_without_validation(tmp_path, small_interactions_file):

@@ -117,7 +117,8 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
                           rewind: bool = True, epochs: int = 10, batch_size: int = 256, lr: float = 0.1,
                           seed: int = 42, max_output: int | None = None, progress: bool = True,
                           phase_log: list | None = None, select=None, patience: int | None = None,
-                          final_epochs: int | None = None, callback=None, *, device: str | torch.device = "cpu",
+                          final_epochs: int | dict | None = None, callback=None, *,
+                          device: str | torch.device = "cpu",
                           fixed_k_backend: str | None = None, distributed: bool = False,
                           checkpoint: str | None = None, resume: bool = False) -> dict[int, sp.csr_matrix]:
     """Train Compressed ELSA; returns Â (CSR, exactly k non-zeros per row, unit rows) per target k.
@@ -131,6 +132,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     many epochs in a row brought no new best (its `final_epochs` are then a maximum). The final phase's log
     entry records `best_epoch`, `scores` (nDCG@100 per epoch) and `validation` (every metric per epoch).
     `callback(epoch, seconds, loss)` is called after every epoch (epochs counted over all phases).
+    `final_epochs`: epochs at each final k (default `epochs`), or {k: epochs} per target.
     `device`: cpu, cuda or auto; `fixed_k_backend`: numba (CPU default) or torch (any device).
     `distributed`: data-parallel over an initialised torch.distributed group (`trainer/distributed.py`).
     `checkpoint`: a file rewritten atomically after every phase (rank 0 only); with `resume` a run
@@ -140,8 +142,15 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     targets = sorted({int(k) for k in targets}, reverse=True)
     if not targets:
         raise InputError("give at least one target nnz")
+    per_k = {int(k): int(v) for k, v in final_epochs.items()} if isinstance(final_epochs, dict) else None
+    if per_k is not None and set(per_k) != set(targets):
+        raise InputError(f"per-k final epochs must name exactly the targets {targets}")
+
+    def plan(k):
+        return schedule(schedule_name, dim, k, epochs, per_k[k] if per_k is not None else final_epochs)
+
     for k in targets:
-        schedule(schedule_name, dim, k, epochs, final_epochs)  # validates
+        plan(k)  # validates
     device = resolve_device(device)
     log = phase_log if phase_log is not None else []
     gen = torch.Generator().manual_seed(seed)
@@ -152,7 +161,8 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     ckpt = Checkpointer(checkpoint, {
         "model": "compressed-elsa", "items": X.shape[1], "users": X.shape[0], "nnz": int(X.nnz), "dim": dim,
         "targets": targets, "schedule": schedule_name, "rewind": rewind, "epochs": epochs,
-        "final_epochs": final_epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "max_output": max_output,
+        "final_epochs": {str(k): v for k, v in per_k.items()} if per_k is not None else final_epochs,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "max_output": max_output,
         "selects": select is not None, "patience": patience if select is not None else None}, rng)
     restored = ckpt.load() if resume and ckpt.exists() else None
     results = {}
@@ -165,12 +175,12 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     steps_done = restored.meta["steps"] if restored is not None else 0
 
     if schedule_name == "exponential":
-        plans = {k: schedule(schedule_name, dim, k, epochs, final_epochs) for k in targets}
+        plans = {k: plan(k) for k in targets}
         trajectory = plans[targets[-1]][:-1]
         branch_at = {}  # trajectory position -> the targets whose final phase branches off there
         for k in targets:  # (several when the schedule is short, e.g. one epoch per phase)
             branch_at.setdefault(len(plans[k]) - 1, []).append(k)
-    total = sum(p.epochs for k in targets for p in schedule(schedule_name, dim, k, epochs, final_epochs)) \
+    total = sum(p.epochs for k in targets for p in plan(k)) \
         if schedule_name != "exponential" else len(trajectory) + sum(plans[k][-1].epochs for k in targets)
     bar = tqdm(total=total, desc=f"Compressed ELSA d={dim}", unit="epoch", disable=not progress)
 
@@ -257,7 +267,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     else:
         engine = None
         for k in targets:
-            phases = schedule(schedule_name, dim, k, epochs, final_epochs)
+            phases = plan(k)
             for i, phase in enumerate(phases):
                 if not pending(phase):
                     continue

@@ -30,6 +30,13 @@ def default_val_users(n_users: int, test_users: int) -> int:
     return n if n >= 10 else 0
 
 
+def default_refit(n_users: int, test_users: int, val_users: int) -> bool:
+    """Whether `spidx train` retrains on every non-test user after validation: when the validation users are
+    more than 5 % of the non-test users (small data sets, where the 100-user floor applies: holding them
+    out costs accuracy, and training twice is cheap)."""
+    return val_users > VAL_FRACTION * max(0, int(n_users) - int(test_users))
+
+
 @dataclass
 class TrainConfig:
     """Every training parameter of ELSA, Compressed ELSA and EASE (each model reads its own).
@@ -46,7 +53,8 @@ class TrainConfig:
         Several k trained at once (overrides `nnz`): Compressed ELSA from one pruning trajectory, pruned
         EASE from one inverse.
     schedule, rewind, final_epochs
-        Compressed ELSA pruning schedule, lottery-ticket rewinding, epochs at the final k.
+        Compressed ELSA pruning schedule, lottery-ticket rewinding, epochs at the final k (an int, or
+        {k: epochs} per target: what a refit after validation trains).
     epochs, batch_size, lr, seed, max_output
         ELSA optimisation (epochs per halving for Compressed ELSA); `max_output` samples outputs.
     lam : list of float
@@ -57,6 +65,9 @@ class TrainConfig:
         With validation users, ELSA training and each Compressed ELSA final phase stop once this many
         epochs in a row brought no new best validation nDCG@100 (the best epoch is kept); `epochs` and
         `final_epochs` are then maxima.
+    refit : bool
+        After validation (`spidx.trainer.pipeline.train_models`), retrain on every non-test user with what it
+        chose (ELSA: epochs; Compressed ELSA: each k's final epochs; EASE: λ).
     """
 
     model: str = "compressed-elsa"
@@ -66,7 +77,7 @@ class TrainConfig:
     schedule: str = "exponential"
     rewind: bool = True
     epochs: int = 10
-    final_epochs: int | None = None
+    final_epochs: int | dict | None = None
     batch_size: int = 256
     lr: float = 0.1
     seed: int = 42
@@ -75,6 +86,7 @@ class TrainConfig:
     test_users: int = 0
     val_users: int = 0
     patience: int = 3
+    refit: bool = False
 
     def validate(self) -> "TrainConfig":
         """Raise InputError naming the first invalid parameter; returns self."""
@@ -85,7 +97,12 @@ class TrainConfig:
         for name in ("dim", "epochs", "batch_size", "patience"):
             if getattr(self, name) <= 0:
                 raise InputError(f"{name.replace('_', '-')} must be positive")
-        if self.final_epochs is not None and self.final_epochs <= 0:
+        if isinstance(self.final_epochs, dict):
+            self.final_epochs = {str(int(k)): int(v) for k, v in self.final_epochs.items()}
+            wanted = {str(k) for k in (tuple(self.targets) or (self.nnz,))}
+            if set(self.final_epochs) != wanted or any(v <= 0 for v in self.final_epochs.values()):
+                raise InputError(f"per-k final epochs need a positive count for each k in {sorted(wanted)}")
+        elif self.final_epochs is not None and self.final_epochs <= 0:
             raise InputError("final-epochs must be positive")
         if self.max_output is not None and self.max_output <= 0:
             raise InputError("max-output must be positive")

@@ -131,7 +131,9 @@ class _ItemModel(_RecommenderBase):
             raise InputError(f"no trained embeddings for nnz={k} (trained: {sorted(self.embeddings_per_k)})")
         matrix, extra = self.embeddings_per_k[int(k)]
         model = type(self).__new__(type(self))
-        _ItemModel.__init__(model, TrainConfig(**{**asdict(self.config), "nnz": int(k), "targets": ()}))
+        final = self.config.final_epochs
+        _ItemModel.__init__(model, TrainConfig(**{**asdict(self.config), "nnz": int(k), "targets": (),
+                                                  "final_epochs": final[str(k)] if isinstance(final, dict) else final}))
         model.embeddings, model.item_ids = matrix, self.item_ids
         model.meta = {**self.meta, **extra}
         model.embeddings_per_k = {int(k): (matrix, extra)}

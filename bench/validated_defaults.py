@@ -38,10 +38,12 @@ VARIANTS = {  # the options that differ: ML-1M's hand-found final epochs on ever
     "tuned": ["--final-epochs", "2", "--val-users", "0"],
     "default": [],
 }
-# optional (run by hand, shown when its files exist): the tuned final epochs on the default split, i.e. with the
-# default validation users held out (and the best of the 2 final epochs kept); it separates what the hold-out
-# costs from what the epoch choice gains
-DIAGNOSTIC = {"final2-heldout": ["--final-epochs", "2"]}
+# optional diagnostics (run by hand, shown when their files exist): the defaults without the refit, and the tuned
+# final epochs on the default split (validation users held out, the better of the 2 final epochs kept, no refit);
+# they separate what holding out the validation users costs from what the epoch choice gains
+DIAGNOSTIC = {"no-refit": ["--no-refit"], "final2-heldout": ["--final-epochs", "2", "--no-refit"]}
+DIAGNOSTIC_LABELS = {"no-refit": "default with `--no-refit`",
+                     "final2-heldout": "`--final-epochs 2 --no-refit` on the default split"}
 TOLERANCE = 0.01  # the defaults must reach the tuned nDCG@100 within 1 %
 
 
@@ -101,12 +103,16 @@ def collect(runs: str, names) -> dict:
                 with open(stem + ".json", encoding="utf-8") as f:
                     metrics = json.load(f)["metrics"]
                 final = [p for p in meta["phases"] if p["phase"] == f"final k={k}"][0]
-                rows[str(k)] = {"test": metrics, "final_epochs_trained": final["epochs"],
+                # with validation: the epochs of the validated final phase (a refit then trains the best count)
+                rows[str(k)] = {"test": metrics, "final_epochs_trained": len(meta.get("validation") or [])
+                                or final["epochs"],
                                 "best_epoch": meta.get("best_epoch"),
                                 "validation_ndcg": [round(c["ndcg@100"], 4) for c in meta.get("validation", [])]}
+            refit = meta.get("refit") or {}
             per_variant[variant] = {"val_users": meta["config"]["val_users"], "test_users": meta["config"]["test_users"],
-                                    "train_users": meta["data"]["train_users"], "train_seconds": meta["train_seconds"],
-                                    "k": rows}
+                                    "train_users": refit.get("validation_train_users", meta["data"]["train_users"]),
+                                    "refit_train_users": refit.get("train_users"),
+                                    "train_seconds": meta["train_seconds"], "k": rows}
         data = DATASETS[name][0]
         for k in map(str, KS):
             a, b = (per_user_test_ndcg(load_embeddings(os.path.join(runs, f"{name}-{v}-k{k}.npz")), data)
@@ -127,21 +133,28 @@ def markdown(r: dict) -> str:
            "docs/results/ml1m-trainer.md), trained on every non-test user. *default*: no option but the budgets and "
            "the test users, so `spidx train` holds out its default validation users (5 % of the non-test users, "
            "at least 100, at most 1,000 and a fifth of them), trains each k's final phase for at most 10 epochs, "
-           "stops after 3 epochs without a new best validation nDCG@100 and keeps the best epoch. "
+           "stops after 3 epochs without a new best validation nDCG@100 and keeps the best epoch; when the "
+           "validation users are more than 5 % of the non-test users (small data sets) it then retrains on every "
+           "non-test user with each k's chosen final epochs (`--refit`). "
            "nDCG@100 on the same seeded test users (`spidx evaluate`, 1 fold). One CPU thread each "
            "(OMP/MKL/NUMBA_NUM_THREADS=1) on a shared 2-core machine.", ""]
     verdicts = []
     for name, v in r["datasets"].items():
         tuned, default = v["tuned"], v["default"]
+        diagnostics = [x for x in DIAGNOSTIC if x in v]
+        refit = (f"; then refit on all {default['refit_train_users']:,} non-test users with the chosen final epochs "
+                 "(the default for data sets whose validation users exceed 5 % of the non-test users)"
+                 if default.get("refit_train_users") else "")
         out += [f"## {name}", "",
                 f"{tuned['test_users']:,} test users; tuned trained on {tuned['train_users']:,} users "
                 f"({tuned['train_seconds'] / 60:.1f} min), default on {default['train_users']:,} "
-                f"({default['val_users']:,} validation users held out; {default['train_seconds'] / 60:.1f} min).", "",
+                f"({default['val_users']:,} validation users held out{refit}; {default['train_seconds'] / 60:.1f} min "
+                "in all).", "",
                 "| k | bytes (8 B/nnz) | tuned nDCG@100 | default nDCG@100 | default / tuned | default − tuned, 95 % "
                 "paired interval | default: best final "
 "epoch / trained | default: validation nDCG@100 per final epoch |"
-                + (" `--final-epochs 2` on the default split (diagnostic) |" if "final2-heldout" in v else ""),
-                "|---|---|---|---|---|---|---|---|" + ("---|" if "final2-heldout" in v else "")]
+                + "".join(f" {DIAGNOSTIC_LABELS[x]} (diagnostic) |" for x in diagnostics),
+                "|---|---|---|---|---|---|---|---|" + "---|" * len(diagnostics)]
         for k, t in tuned["k"].items():
             d = default["k"][k]
             a, b = t["test"]["ndcg@100"], d["test"]["ndcg@100"]
@@ -153,8 +166,7 @@ def markdown(r: dict) -> str:
             row = (f"| {k} | {int(k) * 8} | {a:.4f} | {b:.4f} | {ratio:.1%} | {diff:+.4f} [{lo:+.4f}, {hi:+.4f}] "
                    f"| {d['best_epoch']} / "
                    f"{d['final_epochs_trained']} | {curve} |")
-            if "final2-heldout" in v:
-                row += f" {v['final2-heldout']['k'][k]['test']['ndcg@100']:.4f} |"
+            row += "".join(f" {v[x]['k'][k]['test']['ndcg@100']:.4f} |" for x in diagnostics)
             out.append(row)
         out.append("")
     held = [x for x in verdicts if x[2] >= 1 - TOLERANCE]

@@ -76,7 +76,7 @@ def _nnz_list(ctx, param, value):
 @click.option("--refit/--no-refit", default=None,
               help="After validation, retrain on every non-test user (validation users included) with what it "
                    "chose (epochs, each k's final epochs, lambda); trains twice. Default: only when the validation "
-                   "users are more than 5 % of the non-test users (small data sets).")
+                   "users are more than 5 % of the non-test users (small data sets) and no --checkpoint is given.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--device", default="auto", show_default=True,

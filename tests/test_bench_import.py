@@ -15,7 +15,8 @@ def setup(tmp_path_factory, small_interactions_file):
     tmp = tmp_path_factory.mktemp("import")
     out = tmp / "ce-k{k}.npz"
     r = CliRunner().invoke(main, ["train", str(small_interactions_file), "--out", str(out), "--dim", "64",
-                                  "--nnz", "16,8", "--epochs", "1", "--test-users", "100", "--seed", "42", "--quiet"])
+                                  "--nnz", "16,8", "--epochs", "1", "--test-users", "100", "--seed", "42", "--quiet",
+                                  "--val-users", "0"])
     assert r.exit_code == 0, r.output
     cfg = preset_config("tiny", str(small_interactions_file), n_test=100, seed=42, sparse_dim=64, budgets=[128, 64],
                         cache_dir=str(tmp / "cache"), progress=False)

@@ -257,7 +257,7 @@ def test_default_validation_on_movielens_100k(tmp_path, ml100k_path):
     out = tmp_path / "ce-k{k}.npz"
     r = CliRunner().invoke(main, ["train", str(ml100k_path), "--out", str(out), "--quiet", "--device", "cpu",
                                   "--test-users", "200", "--dim", "256", "--nnz", "32,8", "--epochs", "1",
-                                  "--final-epochs", "4", "--patience", "1"])
+                                  "--final-epochs", "4", "--patience", "1", "--no-refit"])
     assert r.exit_code == 0, r.output
     for k in (32, 8):
         emb = load_embeddings(str(out).replace("{k}", str(k)))

@@ -19,7 +19,8 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True, *,
     """Train `cfg.model` on every user except the held-out test/validation users.
 
     Returns {k: fitted model} (one entry; Compressed ELSA with several `cfg.targets`: one per k). Each
-    model's `meta` records the config, the data's fingerprint and the held-out split. The runtime
+    model's `meta` records the config, the data's fingerprint and the held-out split. With validation users and
+    `cfg.refit`, the models are then retrained on every non-test user with what validation chose (`_refit`). The runtime
     options of the ELSA models (they do not change the model) are those of `_ItemModel.fit`.
     """
     cfg.validate()

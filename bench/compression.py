@@ -627,6 +627,10 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
 def _check_recorded_split(path, meta: dict, cfg: BenchConfig, fingerprint: str) -> None:
     """Refuse a model trained on another split: its training users could be the benchmark's test users."""
     recorded = meta.get("config", {})
+    retrain = f"spidx train --test-users {cfg.n_test} --val-users {cfg.n_val} --seed {cfg.seed} --no-refit"
+    if meta.get("refit"):
+        raise InputError(f"{path}: was retrained on its validation users (--refit), which are the benchmark's "
+                         f"validation users; retrain with the benchmark's split ({retrain})")
     expected = {"test_users": cfg.n_test, "val_users": cfg.n_val, "seed": cfg.seed}
     for name, want in expected.items():
         if name not in recorded:
@@ -634,8 +638,7 @@ def _check_recorded_split(path, meta: dict, cfg: BenchConfig, fingerprint: str) 
                              f"benchmark's ({name}={want})")
         if int(recorded[name]) != int(want):
             raise InputError(f"{path}: trained with {name}={recorded[name]}, the benchmark holds out {name}={want}; "
-                             f"retrain with the benchmark's split (spidx train --test-users {cfg.n_test} "
-                             f"--val-users {cfg.n_val} --seed {cfg.seed})")
+                             f"retrain with the benchmark's split ({retrain})")
     fp = meta.get("data", {}).get("fingerprint")
     if fp != fingerprint:
         raise InputError(f"{path}: trained on data with fingerprint {fp}, the benchmark's is {fingerprint}")

@@ -122,17 +122,18 @@ def markdown(r: dict) -> str:
             "--val-users 1000 --test-users 1000",
             "spidx train $D --out runs/ml1m-ceval-k{k}.npz --dim 4096 --nnz 128,64,32,16,8 --epochs 10 --batch-size 256 "
             "--val-users 1000 --test-users 1000",
-            f"# final models on all {d['users'] - d['test_users']} non-test users",
+            f"# final models on all {d['users'] - d['test_users']} non-test users (--val-users 0: `spidx train` now "
+            "holds out validation users by default; these runs predate that)",
             f"spidx train $D --out runs/ml1m-ease.npz --model ease --lam {lam_keys[_best([lams[x] for x in lam_keys])]} "
-            "--test-users 1000",
+            "--test-users 1000 --val-users 0",
             f"spidx train $D --out runs/ml1m-elsa.npz --model elsa --dim 4096 --epochs {best_epoch} --batch-size 128 "
-            "--test-users 1000",
+            "--test-users 1000 --val-users 0",
             "spidx train $D --out runs/ml1m-cef2-k{k}.npz --dim 4096 --nnz 128,64,32,16,8 --epochs 10 --final-epochs 2 "
-            "--batch-size 256 --test-users 1000",
+            "--batch-size 256 --test-users 1000 --val-users 0",
             "spidx train $D --out runs/ml1m-ce-k{k}.npz --dim 4096 --nnz 128,64,32,16,8 --epochs 10 --batch-size 256 "
-            "--test-users 1000",
+            "--test-users 1000 --val-users 0",
             "spidx train $D --out runs/ml1m-ce32-timed.npz --dim 4096 --nnz 32 --epochs 10 --batch-size 256 "
-            "--test-users 1000",
+            "--test-users 1000 --val-users 0",
             "# evaluation (same seeded split, read from each file's metadata)",
             "spidx evaluate runs/ml1m-cef2-k128.npz $D            # add --values f16 / i8 for the served index",
             "python -m spidx.bench.training_time runs/ml1m-ce32-timed.npz --plot docs/results/ml1m-training-time.png",

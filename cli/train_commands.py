@@ -51,9 +51,11 @@ def _nnz_list(ctx, param, value):
 @click.option("--rewind/--no-rewind", default=True, show_default=True,
               help="Reset surviving weights to their initial values at each pruning phase.")
 @click.option("--epochs", type=int, default=10, show_default=True, callback=positive("epochs"),
-              help="ELSA epochs; Compressed ELSA epochs per halving and at the final k.")
+              help="ELSA epochs; Compressed ELSA epochs per halving and at the final k. With validation users "
+                   "the ELSA epochs are a maximum (see --patience).")
 @click.option("--final-epochs", type=int, default=None, callback=positive("final-epochs"),
-              help="Compressed ELSA: epochs at the final k (default: --epochs). Small data sets overfit here.")
+              help="Compressed ELSA: epochs at the final k (default: --epochs); with validation users a maximum, "
+                   "the best validation epoch is kept.")
 @click.option("--batch-size", type=int, default=256, show_default=True, callback=positive("batch size"))
 @click.option("--lr", type=float, default=0.1, show_default=True, callback=positive("lr"))
 @click.option("--max-output", type=int, default=None, callback=positive("max-output"),
@@ -62,8 +64,19 @@ def _nnz_list(ctx, param, value):
               help="EASE L2 strength; a comma list is searched on --val-users.")
 @click.option("--test-users", type=int, default=0, show_default=True,
               help="Hold out this many seeded users (never trained on) for `spidx evaluate`.")
-@click.option("--val-users", type=int, default=0, show_default=True,
-              help="Hold out users for model selection (ELSA, Compressed ELSA: best (final) epoch; EASE: best lambda).")
+@click.option("--val-users", type=int, default=None,
+              help="Hold out users (never trained on, disjoint from the test users) for model selection: ELSA "
+                   "and each Compressed ELSA final phase keep their best epoch by validation nDCG@100 and stop "
+                   "early; EASE picks its best lambda. Default: 5 % of the non-test users, at least 100, at most "
+                   "1000 and at most a fifth of them (none below 10; EASE: only with several --lam). 0: no "
+                   "validation, every epoch is trained and the last one kept.")
+@click.option("--patience", type=int, default=3, show_default=True, callback=positive("patience"),
+              help="With validation users: stop a training phase after this many epochs without a new best "
+                   "validation nDCG@100.")
+@click.option("--refit/--no-refit", default=None,
+              help="After validation, retrain on every non-test user (validation users included) with what it "
+                   "chose (epochs, each k's final epochs, lambda); trains twice. Default: only when the validation "
+                   "users are more than 5 % of the non-test users (small data sets) and no --checkpoint is given.")
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--device", default="auto", show_default=True,
@@ -77,14 +90,16 @@ def _nnz_list(ctx, param, value):
 @interaction_options
 def train(interactions, out, quiet, device, distributed, checkpoint, resume, **kw):
     """Train item embeddings on an INTERACTIONS file (CSV/TSV/.npz) and write them to --out."""
-    from spidx.trainer.config import TrainConfig
+    from spidx.trainer.config import TrainConfig, default_refit, default_val_users
     from spidx.trainer.pipeline import train_models  # torch is imported only here
 
     nnz = kw.pop("nnz") or ([32] if kw["model"] == "compressed-elsa" else [None])
     if len(nnz) > 1 and "{k}" not in out:
         raise click.BadParameter("several --nnz values write one file each: put {k} in --out", param_hint="--out")
     read_options = pop_interaction_options(kw)
-    cfg = TrainConfig(nnz=nnz[0], targets=tuple(nnz) if len(nnz) > 1 else (), **kw)
+    auto_val, auto_refit = kw["val_users"] is None, kw["refit"] is None
+    cfg = TrainConfig(nnz=nnz[0], targets=tuple(nnz) if len(nnz) > 1 else (),
+                      **{**kw, "val_users": kw["val_users"] or 0, "refit": bool(kw["refit"])})
     cfg.validate()
     check_outputs([out.replace("{k}", str(k)) for k in nnz], [interactions])
     if resume and checkpoint is None:
@@ -95,8 +110,15 @@ def train(interactions, out, quiet, device, distributed, checkpoint, resume, **k
         device = init_from_env(device)[2]
     main = is_main_process()
     data = load_interactions(interactions, **read_options)
+    if auto_val and (cfg.model != "ease" or len(cfg.lam) > 1):  # one EASE lambda: nothing to select
+        cfg.val_users = default_val_users(data.n_users, cfg.test_users)
+    if auto_refit:
+        cfg.refit = checkpoint is None and default_refit(data.n_users, cfg.test_users, cfg.val_users)
     if main:
-        click.echo(f"{data.n_users} users x {data.n_items} items, {data.matrix.nnz} interactions", err=True)
+        click.echo(f"{data.n_users} users x {data.n_items} items, {data.matrix.nnz} interactions; held out: "
+                   f"{cfg.test_users} test, {cfg.val_users} validation users"
+                   + (" (default rule, --val-users 0 for none)" if auto_val and cfg.val_users else "")
+                   + ("; then refit on every non-test user" if cfg.refit and cfg.val_users else ""), err=True)
     models = train_models(data, cfg, progress=not quiet and main, device=device, distributed=distributed,
                           checkpoint=checkpoint, resume=resume)
     for k, model in models.items() if main else ():  # under torchrun only rank 0 writes
@@ -105,7 +127,10 @@ def train(interactions, out, quiet, device, distributed, checkpoint, resume, **k
         emb = model.to_embeddings()
         shape = "x".join(map(str, emb.shape))
         per_row = f", {emb.matrix.nnz / emb.shape[0]:.0f} nnz/row" if emb.is_sparse else ""
-        click.echo(f"wrote {path}: {cfg.model} {shape}{per_row}, trained in {emb.meta['train_seconds']:.1f}s")
+        refit = emb.meta.get("refit")
+        click.echo(f"wrote {path}: {cfg.model} {shape}{per_row}, trained in {emb.meta['train_seconds']:.1f}s"
+                   + (f" (validated on {refit['validation_train_users']} training users, then refit on "
+                      f"{refit['train_users']})" if refit else ""))
         selected = emb.meta.get("selected") or {}
         if selected:
             chosen = ", ".join(f"{p}={selected[p]}" for p in ("lambda", "epoch") if p in selected)

@@ -15,7 +15,8 @@ def setup(tmp_path_factory, small_interactions_file):
     tmp = tmp_path_factory.mktemp("import")
     out = tmp / "ce-k{k}.npz"
     r = CliRunner().invoke(main, ["train", str(small_interactions_file), "--out", str(out), "--dim", "64",
-                                  "--nnz", "16,8", "--epochs", "1", "--test-users", "100", "--val-users", "50", "--seed", "42", "--quiet"])
+                                  "--nnz", "16,8", "--epochs", "1", "--test-users", "100", "--val-users", "50", "--seed", "42", "--quiet",
+                                  "--no-refit"])
     assert r.exit_code == 0, r.output
     cfg = preset_config("tiny", str(small_interactions_file), n_test=100, n_val=50, seed=42, sparse_dim=64, budgets=[128, 64],
                         cache_dir=str(tmp / "cache"), progress=False)
@@ -47,6 +48,7 @@ def _with_meta(files, tmp, change):
     (lambda m: m["config"].update(val_users=20), "trained with val_users=20, the benchmark holds out val_users=50"),
     (lambda m: m["data"].update(fingerprint="0" * 16), "trained on data with fingerprint 0000000000000000"),
     (lambda m: m.pop("config"), "records no test_users"),
+    (lambda m: m.update(refit={"validation_train_users": 1}), "retrained on its validation users"),
 ])
 def test_other_split_is_refused(setup, change, message):
     cfg, files, tmp = setup

@@ -12,3 +12,15 @@ def test_ml1m_trainer_page_is_generated_from_its_json():
     assert (RESULTS / "ml1m-trainer.md").read_text(encoding="utf-8") == page
     # derived figures are computed: dense ELSA is the 100 % row, the recommended k=128 row is above it
     assert "| 0.4106 | 0.4769 | 0.4686 | 100.0% |" in page and "| 0.4704 | 100.4% |" in page
+
+
+def test_validated_defaults_page_is_generated_from_its_json():
+    from spidx.bench.validated_defaults import markdown as validated_page
+
+    figures = json.loads((RESULTS / "validated-defaults.json").read_text(encoding="utf-8"))
+    page = validated_page(figures)
+    assert (RESULTS / "validated-defaults.md").read_text(encoding="utf-8") == page
+    # the ratio column is computed from the two nDCG figures of each row
+    ml1m = figures["datasets"]["ml-1m"]
+    tuned, default = ml1m["tuned"]["k"]["128"]["test"]["ndcg@100"], ml1m["default"]["k"]["128"]["test"]["ndcg@100"]
+    assert f"| 128 | 1024 | {tuned:.4f} | {default:.4f} | {default / tuned:.1%} |" in page

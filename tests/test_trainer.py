@@ -185,13 +185,42 @@ def test_selection_keeps_the_best_final_epoch():
 
     def select(a):  # scores the final epochs 1, 2, 3 as 0.1, 0.9, 0.5
         seen.append(a.copy())
-        return [0.1, 0.9, 0.5][len(seen) - 1]
+        return {"ndcg@100": [0.1, 0.9, 0.5][len(seen) - 1], "recall@20": 0.25}
 
     log = []
     res = train_compressed_elsa(X, dim=32, targets=(4,), schedule_name="constant", epochs=3, progress=False,
                                 phase_log=log, select=select)
     assert log[-1]["best_epoch"] == 2 and log[-1]["scores"] == [0.1, 0.9, 0.5]
+    assert log[-1]["validation"] == [{"epoch": e, "ndcg@100": v, "recall@20": 0.25} for e, v in
+                                     ((1, 0.1), (2, 0.9), (3, 0.5))]
     assert (res[4] != seen[1]).nnz == 0
+
+
+@pytest.mark.parametrize("patience, trained, kept", [(2, 4, 2), (3, 5, 2), (None, 6, 6)])
+def test_patience_stops_the_final_phase_after_epochs_without_a_new_best(patience, trained, kept):
+    """Validation nDCG 0.1, 0.9, 0.5, 0.9 (a tie is no new best), 0.3, 0.95 over at most 6 final epochs."""
+    rng = np.random.default_rng(1)
+    X = sp.csr_matrix((rng.random((100, 60)) < 0.1).astype(np.float32))
+    seen = []
+
+    def select(a):
+        seen.append(a.copy())
+        return {"ndcg@100": [0.1, 0.9, 0.5, 0.9, 0.3, 0.95][len(seen) - 1]}
+
+    log = []
+    res = train_compressed_elsa(X, dim=32, targets=(4,), schedule_name="constant", epochs=6, progress=False,
+                                phase_log=log, select=select, patience=patience)
+    assert len(seen) == trained and log[-1]["epochs"] == trained and log[-1]["max_epochs"] == 6
+    assert log[-1]["best_epoch"] == kept and (res[4] != seen[kept - 1]).nnz == 0
+
+
+@pytest.mark.parametrize("scores, patience, expected", [
+    ([], 1, False), ([0.5], 1, False), ([0.5, 0.4], 1, True), ([0.5, 0.4], 2, False),
+    ([0.1, 0.5, 0.5, 0.5], 2, True), ([0.1, 0.5, 0.4, 0.6], 2, False)])
+def test_patience_exhausted(scores, patience, expected):
+    from spidx.trainer.elsa import patience_exhausted
+
+    assert patience_exhausted(scores, patience) is expected
 
 
 def test_targets_branching_at_the_same_phase_are_all_trained():

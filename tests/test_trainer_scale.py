@@ -217,7 +217,7 @@ def test_two_gloo_processes_train_the_same_model_as_one(tmp_path, model_args):
 
     data = tmp_path / "data.npz"
     _write_fixture(data)
-    common = [str(data), *model_args, "--batch-size", "64", "--quiet", "--device", "cpu"]
+    common = [str(data), *model_args, "--batch-size", "64", "--quiet", "--device", "cpu", "--val-users", "0"]
     _spidx_train([*common, "--out", str(tmp_path / "one.npz")])
     _spidx_train([*common, "--out", str(tmp_path / "two.npz"), "--distributed",
                   "--checkpoint", str(tmp_path / "ckpt.npz")], nproc=2, cwd=tmp_path)

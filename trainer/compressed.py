@@ -20,8 +20,8 @@ from spidx.errors import InputError
 
 from .checkpoint import Checkpointer
 from .distributed import agree_on_support
-from .elsa import (BatchSampler, DenseEngine, SparseEngine, check_interactions, fit, process_shard, resolve_device,
-                   xavier_uniform)
+from .elsa import (BatchSampler, DenseEngine, SparseEngine, check_interactions, fit, patience_exhausted, process_shard,
+                   resolve_device, xavier_uniform)
 from .schedules import Phase, schedule
 
 # Use the fixed-k engine once k <= dim / SPARSE_ENGINE_RATIO: on ML-1M (d=4096, batch 256, 2 cores) a batch
@@ -116,8 +116,9 @@ def engine_from_state(arrays: dict, dim: int, device, backend: str | None):
 def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str = "exponential",
                           rewind: bool = True, epochs: int = 10, batch_size: int = 256, lr: float = 0.1,
                           seed: int = 42, max_output: int | None = None, progress: bool = True,
-                          phase_log: list | None = None, select=None,
-                          final_epochs: int | None = None, callback=None, *, device: str | torch.device = "cpu",
+                          phase_log: list | None = None, select=None, patience: int | None = None,
+                          final_epochs: int | dict | None = None, callback=None, *,
+                          device: str | torch.device = "cpu",
                           fixed_k_backend: str | None = None, distributed: bool = False,
                           checkpoint: str | None = None, resume: bool = False) -> dict[int, sp.csr_matrix]:
     """Train Compressed ELSA; returns Â (CSR, exactly k non-zeros per row, unit rows) per target k.
@@ -126,10 +127,12 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     not depend on the target, so each target branches off where its own schedule would end
     (identical to a separate run for that target, at a fraction of the cost). Other schedules
     train each target separately. `phase_log` (a list) receives one dict per phase.
-    `select(embeddings) -> float` (e.g. validation nDCG) keeps, per target, the final-phase epoch that
-    scores best instead of the last one. `callback(epoch, seconds, loss)` is called after every epoch
-    (epochs counted over all phases).
-    scores best instead of the last one.
+    `select(embeddings) -> dict` (validation metrics, at least "ndcg@100") keeps, per target, the final-phase
+    epoch with the best nDCG@100 instead of the last one; with `patience` a final phase also stops once that
+    many epochs in a row brought no new best (its `final_epochs` are then a maximum). The final phase's log
+    entry records `best_epoch`, `scores` (nDCG@100 per epoch) and `validation` (every metric per epoch).
+    `callback(epoch, seconds, loss)` is called after every epoch (epochs counted over all phases).
+    `final_epochs`: epochs at each final k (default `epochs`), or {k: epochs} per target.
     `device`: cpu, cuda or auto; `fixed_k_backend`: numba (CPU default) or torch (any device).
     `distributed`: data-parallel over an initialised torch.distributed group (`trainer/distributed.py`).
     `checkpoint`: a file rewritten atomically after every phase (rank 0 only); with `resume` a run
@@ -139,8 +142,15 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     targets = sorted({int(k) for k in targets}, reverse=True)
     if not targets:
         raise InputError("give at least one target nnz")
+    per_k = {int(k): int(v) for k, v in final_epochs.items()} if isinstance(final_epochs, dict) else None
+    if per_k is not None and set(per_k) != set(targets):
+        raise InputError(f"per-k final epochs must name exactly the targets {targets}")
+
+    def plan(k):
+        return schedule(schedule_name, dim, k, epochs, per_k[k] if per_k is not None else final_epochs)
+
     for k in targets:
-        schedule(schedule_name, dim, k, epochs, final_epochs)  # validates
+        plan(k)  # validates
     device = resolve_device(device)
     log = phase_log if phase_log is not None else []
     gen = torch.Generator().manual_seed(seed)
@@ -151,8 +161,9 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     ckpt = Checkpointer(checkpoint, {
         "model": "compressed-elsa", "items": X.shape[1], "users": X.shape[0], "nnz": int(X.nnz), "dim": dim,
         "targets": targets, "schedule": schedule_name, "rewind": rewind, "epochs": epochs,
-        "final_epochs": final_epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "max_output": max_output,
-        "selects": select is not None}, rng)
+        "final_epochs": {str(k): v for k, v in per_k.items()} if per_k is not None else final_epochs,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "max_output": max_output,
+        "selects": select is not None, "patience": patience if select is not None else None}, rng)
     restored = ckpt.load() if resume and ckpt.exists() else None
     results = {}
     if restored is not None:
@@ -164,12 +175,12 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     steps_done = restored.meta["steps"] if restored is not None else 0
 
     if schedule_name == "exponential":
-        plans = {k: schedule(schedule_name, dim, k, epochs, final_epochs) for k in targets}
+        plans = {k: plan(k) for k in targets}
         trajectory = plans[targets[-1]][:-1]
         branch_at = {}  # trajectory position -> the targets whose final phase branches off there
         for k in targets:  # (several when the schedule is short, e.g. one epoch per phase)
             branch_at.setdefault(len(plans[k]) - 1, []).append(k)
-    total = sum(p.epochs for k in targets for p in schedule(schedule_name, dim, k, epochs, final_epochs)) \
+    total = sum(p.epochs for k in targets for p in plan(k)) \
         if schedule_name != "exponential" else len(trajectory) + sum(plans[k][-1].epochs for k in targets)
     bar = tqdm(total=total, desc=f"Compressed ELSA d={dim}", unit="epoch", disable=not progress)
 
@@ -177,29 +188,33 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
         """Train one phase; returns the embeddings (of the best epoch when selecting a final phase)."""
         t0 = time.perf_counter()
         best = {"score": -np.inf, "epoch": phase.epochs, "embeddings": None}
+        validated = label.startswith("final") and select is not None
 
         def keep_best(eng, epoch_log):
             emb = eng.embeddings()
-            score = select(emb)
-            if score > best["score"]:
-                best.update(score=score, epoch=epoch_log.epoch, embeddings=emb)
-            return {"score": score}
-
-        final = label.startswith("final")
+            metrics = {m: float(v) for m, v in select(emb).items()}
+            if metrics["ndcg@100"] > best["score"]:
+                best.update(score=metrics["ndcg@100"], epoch=epoch_log.epoch, embeddings=emb)
+            return metrics
 
         def on_epoch(eng, epoch_log):
             epochs_done[0] += 1
             if callback is not None:
                 callback(epochs_done[0], epoch_log.seconds, epoch_log.loss)
-            return keep_best(eng, epoch_log) if final and select is not None else {}
+            return keep_best(eng, epoch_log) if validated else {}
+
+        def stalled(logs):
+            return patience_exhausted([e.metrics["ndcg@100"] for e in logs], patience)
 
         logs = fit(engine, sampler, phase.epochs, lr, desc=f"{label} k={phase.nnz}", progress=progress,
-                   on_epoch=on_epoch, distributed=distributed)
-        entry = {"phase": label, "nnz": phase.nnz, "epochs": phase.epochs,
+                   on_epoch=on_epoch, distributed=distributed, stop=stalled if validated and patience else None)
+        entry = {"phase": label, "nnz": phase.nnz, "epochs": len(logs),
                  "engine": "sparse" if isinstance(engine, SparseEngine) else "dense",
                  "seconds": time.perf_counter() - t0, "loss": logs[-1].loss}
-        if best["embeddings"] is not None:
-            entry.update(best_epoch=best["epoch"], scores=[round(e.metrics["score"], 5) for e in logs])
+        if validated:
+            entry.update(best_epoch=best["epoch"], max_epochs=phase.epochs,
+                         scores=[round(e.metrics["ndcg@100"], 5) for e in logs],
+                         validation=[{"epoch": e.epoch, **e.metrics} for e in logs])
         log.append(entry)
         bar.update(phase.epochs)
         bar.set_postfix(k=phase.nnz, loss=f"{entry['loss']:.3e}", engine=entry["engine"])
@@ -252,7 +267,7 @@ def train_compressed_elsa(X, dim: int = 4096, targets=(32,), schedule_name: str 
     else:
         engine = None
         for k in targets:
-            phases = schedule(schedule_name, dim, k, epochs, final_epochs)
+            phases = plan(k)
             for i, phase in enumerate(phases):
                 if not pending(phase):
                     continue

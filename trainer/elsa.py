@@ -241,16 +241,26 @@ def check_parameters(engine, where: str) -> None:
                                        f"(try a lower --lr); nothing was written")
 
 
+def patience_exhausted(scores: list, patience: int) -> bool:
+    """True once the last `patience` scores brought no new best (early stopping on validation scores).
+
+    The best is the first maximum: an epoch that only ties it does not count as an improvement.
+    """
+    return len(scores) - 1 - int(np.argmax(scores)) >= patience if scores else False
+
+
 def fit(engine, sampler: BatchSampler, epochs: int, lr: float, desc: str = "train", progress: bool = True,
         on_epoch: Callable | None = None, *, distributed: bool = False, first_epoch: int = 0,
-        optimizer_state: dict | None = None, after_epoch: Callable | None = None) -> list[EpochLog]:
-    """Train `engine` with a fresh NAdam for `epochs` epochs; returns per-epoch loss and time.
+        optimizer_state: dict | None = None, after_epoch: Callable | None = None,
+        stop: Callable | None = None) -> list[EpochLog]:
+    """Train `engine` with a fresh NAdam for at most `epochs` epochs; returns per-epoch loss and time.
 
     `distributed`: the sampler yields this process's share of each global batch; the shares' gradients
     (and losses) are summed over the processes (torch.distributed all_reduce) before every step, so each
     process takes the same step as one process on the global batch. `first_epoch` and
     `optimizer_state` resume a checkpointed run; `after_epoch(engine, optimizer, epoch, logs)` is called
-    after every epoch (checkpointing).
+    after every epoch (checkpointing). `stop(logs) -> bool`, asked after every epoch (after `on_epoch`, whose
+    metrics the logs hold), ends training early (validation patience).
     """
     opt = torch.optim.NAdam(engine.parameters(), lr=lr)
     if optimizer_state is not None:
@@ -283,6 +293,8 @@ def fit(engine, sampler: BatchSampler, epochs: int, lr: float, desc: str = "trai
         logs.append(log)
         if after_epoch is not None:
             after_epoch(engine, opt, ep + 1, logs)
+        if stop is not None and stop(logs):
+            break
     bar.close()
     return logs
 
@@ -304,13 +316,14 @@ def all_reduce_gradients(params: list, loss: torch.Tensor) -> torch.Tensor:
 def train_elsa(X, dim: int, epochs: int = 10, batch_size: int = 128, lr: float = 0.1, seed: int = 42,
                max_output: int | None = None, progress: bool = True, on_epoch: Callable | None = None,
                logs: list | None = None, *, device: str | torch.device = "cpu", distributed: bool = False,
-               checkpoint: str | None = None, resume: bool = False) -> np.ndarray:
+               checkpoint: str | None = None, resume: bool = False, stop: Callable | None = None) -> np.ndarray:
     """Train dense ELSA; returns Â (items x dim, float32, unit rows).
 
     `on_epoch(engine, log) -> dict` is called after every epoch (e.g. validation metrics);
     per-epoch logs are appended to `logs` when given. `device`: cpu, cuda or auto. `distributed`:
     data-parallel over an initialised torch.distributed process group (see `trainer/distributed.py`).
     `checkpoint`: a file written atomically after every epoch (rank 0 only); `resume` continues from it.
+    `stop(logs) -> bool` ends training early (see `fit`).
     """
     from .checkpoint import Checkpointer
 
@@ -342,7 +355,7 @@ def train_elsa(X, dim: int, epochs: int = 10, batch_size: int = 128, lr: float =
 
     epoch_logs += fit(engine, sampler, epochs, lr, desc=f"ELSA d={dim}", progress=progress, on_epoch=on_epoch,
                       distributed=distributed, first_epoch=start, optimizer_state=opt_state,
-                      after_epoch=save if checkpoint else None)
+                      after_epoch=save if checkpoint else None, stop=stop)
     if logs is not None:
         logs.extend(epoch_logs)
     return engine.embeddings().astype(np.float32)

@@ -131,7 +131,9 @@ class _ItemModel(_RecommenderBase):
             raise InputError(f"no trained embeddings for nnz={k} (trained: {sorted(self.embeddings_per_k)})")
         matrix, extra = self.embeddings_per_k[int(k)]
         model = type(self).__new__(type(self))
-        _ItemModel.__init__(model, TrainConfig(**{**asdict(self.config), "nnz": int(k), "targets": ()}))
+        final = self.config.final_epochs
+        _ItemModel.__init__(model, TrainConfig(**{**asdict(self.config), "nnz": int(k), "targets": (),
+                                                  "final_epochs": final[str(k)] if isinstance(final, dict) else final}))
         model.embeddings, model.item_ids = matrix, self.item_ids
         model.meta = {**self.meta, **extra}
         model.embeddings_per_k = {int(k): (matrix, extra)}
@@ -383,19 +385,20 @@ class ELSA(_ItemModel):
 
     Parameters
     ----------
-    dim, epochs, batch_size, lr, seed, max_output
-        See `TrainConfig`.
+    dim, epochs, batch_size, lr, seed, max_output, patience
+        See `TrainConfig` (with `validation` users given to `fit`, `epochs` is a maximum: training stops after
+        `patience` epochs without a new best validation nDCG@100 and keeps the best epoch).
     """
 
     name = "elsa"
 
     def __init__(self, dim: int = 4096, epochs: int = 10, batch_size: int = 256, lr: float = 0.1, seed: int = 42,
-                 max_output: int | None = None):
+                 max_output: int | None = None, patience: int = 3):
         super().__init__(TrainConfig(model=self.name, dim=dim, nnz=None, epochs=epochs, batch_size=batch_size,
-                                     lr=lr, seed=seed, max_output=max_output))
+                                     lr=lr, seed=seed, max_output=max_output, patience=patience))
 
     def _fit(self, X, show_progress, callback, validation, **runtime):
-        from .elsa import elsa_scores, train_elsa
+        from .elsa import elsa_scores, patience_exhausted, train_elsa
 
         history, best = [], {"ndcg@100": -1.0, "epoch": self.config.epochs}
 
@@ -411,11 +414,15 @@ class ELSA(_ItemModel):
                 best.update(m, epoch=log.epoch, embeddings=a.copy())
             return m
 
+        def stalled(epoch_logs):
+            return patience_exhausted([h["ndcg@100"] for h in history], c.patience)
+
         c, logs = self.config, []
         A = train_elsa(X, c.dim, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=c.seed,
-                       max_output=c.max_output, progress=show_progress, on_epoch=on_epoch, logs=logs, **runtime)
+                       max_output=c.max_output, progress=show_progress, on_epoch=on_epoch, logs=logs,
+                       stop=stalled if validation else None, **runtime)
         self.embeddings = best.pop("embeddings") if validation else A
-        self.meta.update(d=c.dim, k=None, best_epoch=best["epoch"], validation=history,
+        self.meta.update(d=c.dim, k=None, best_epoch=best["epoch"], epochs_trained=len(logs), validation=history,
                          selected=history[best["epoch"] - 1] if validation else {},
                          epoch_seconds=[round(log.seconds, 3) for log in logs])
 
@@ -437,19 +444,21 @@ class CompressedELSA(_ItemModel):
     nnz : int or sequence of int
         Non-zeros per item row k. Several values train one pruning trajectory for all of them; the
         model then holds the first, `at(k)` returns the others.
-    schedule, rewind, epochs, final_epochs, batch_size, lr, seed, max_output
-        See `TrainConfig`.
+    schedule, rewind, epochs, final_epochs, batch_size, lr, seed, max_output, patience
+        See `TrainConfig` (with `validation` users given to `fit`, each target's final phase keeps its best
+        validation epoch and stops after `patience` epochs without a new best: `final_epochs` is a maximum).
     """
 
     name = "compressed-elsa"
 
     def __init__(self, dim: int = 4096, nnz=32, schedule: str = "exponential", rewind: bool = True, epochs: int = 10,
                  final_epochs: int | None = None, batch_size: int = 256, lr: float = 0.1, seed: int = 42,
-                 max_output: int | None = None):
+                 max_output: int | None = None, patience: int = 3):
         ks = [int(k) for k in np.atleast_1d(nnz)]
         super().__init__(TrainConfig(model=self.name, dim=dim, nnz=ks[0], targets=tuple(ks) if len(ks) > 1 else (),
                                      schedule=schedule, rewind=rewind, epochs=epochs, final_epochs=final_epochs,
-                                     batch_size=batch_size, lr=lr, seed=seed, max_output=max_output))
+                                     batch_size=batch_size, lr=lr, seed=seed, max_output=max_output,
+                                     patience=patience))
 
     def _fit(self, X, show_progress, callback, validation, **runtime):
         from .compressed import train_compressed_elsa
@@ -457,21 +466,24 @@ class CompressedELSA(_ItemModel):
 
         c = self.config
         targets = tuple(c.targets) or (c.nnz,)
-        select = (lambda a: evaluate_scorer(lambda h: elsa_scores(a, h), validation)["ndcg@100"]) \
-            if validation else None
+        select = (lambda a: evaluate_scorer(lambda h: elsa_scores(a, h), validation)) if validation else None
         phases = []
         result = train_compressed_elsa(X, dim=c.dim, targets=targets, schedule_name=c.schedule, rewind=c.rewind,
                                        epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=c.seed,
                                        max_output=c.max_output, progress=show_progress, phase_log=phases,
-                                       select=select, final_epochs=c.final_epochs, callback=callback, **runtime)
+                                       select=select, patience=c.patience, final_epochs=c.final_epochs,
+                                       callback=callback, **runtime)
         self.meta.update(d=c.dim, schedule=c.schedule, rewind=c.rewind,
-                         phases=[{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in p.items()}
-                                 for p in phases])
+                         phases=[{k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in p.items()
+                                  if k != "validation"} for p in phases])
+        final = {p["nnz"]: p for p in phases if p["phase"].startswith("final")}
         self.embeddings_per_k = {}
         for k, matrix in result.items():
-            metrics = [evaluate_scorer(lambda h: elsa_scores(matrix, h), validation)] if validation else []
-            self.embeddings_per_k[k] = (matrix, {"k": k, "validation": metrics,
-                                                 "selected": metrics[0] if metrics else {}})
+            # with validation users: the final phase's curve, and the kept (best) epoch's metrics
+            curve = final[k]["validation"] if validation else []
+            best = {"best_epoch": final[k]["best_epoch"], "selected": curve[final[k]["best_epoch"] - 1]} \
+                if validation else {"selected": {}}
+            self.embeddings_per_k[k] = (matrix, {"k": k, "validation": curve, **best})
         self.embeddings, extra = self.embeddings_per_k[c.nnz]
         self.meta.update(extra)
 

@@ -1,6 +1,8 @@
 """Train a model on an interactions file and evaluate it with the strong-generalisation protocol."""
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import numpy as np
 
 from spidx.embeddings import Embeddings
@@ -17,7 +19,8 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True, *,
     """Train `cfg.model` on every user except the held-out test/validation users.
 
     Returns {k: fitted model} (one entry; Compressed ELSA with several `cfg.targets`: one per k). Each
-    model's `meta` records the config, the data's fingerprint and the held-out split. The runtime
+    model's `meta` records the config, the data's fingerprint and the held-out split. With validation users and
+    `cfg.refit`, the models are then retrained on every non-test user with what validation chose (`_refit`). The runtime
     options of the ELSA models (they do not change the model) are those of `_ItemModel.fit`.
     """
     cfg.validate()
@@ -31,9 +34,46 @@ def train_models(data: Interactions, cfg: TrainConfig, progress: bool = True, *,
                           "train_users": int(train.shape[0])}
     model.fit(train, show_progress=progress, validation=split.validation if split else [], device=device,
               distributed=distributed, checkpoint=checkpoint, resume=resume)
+    if cfg.refit and split is not None and split.validation:
+        if checkpoint:
+            raise InputError("--refit trains twice and cannot share one --checkpoint: give --no-refit")
+        model = _refit(model, data, cfg, progress, device=device, distributed=distributed)
     if model.embeddings_per_k:
         return {k: model.at(k) for k in (tuple(cfg.targets) or (cfg.nnz,))}
     return {model.meta.get("k"): model}
+
+
+def _refit(validated: _ItemModel, data: Interactions, cfg: TrainConfig, progress: bool, **runtime) -> _ItemModel:
+    """Retrain on every non-test user (the validation users too) with what validation chose.
+
+    ELSA: the best epoch's count; Compressed ELSA: each k's best final epoch; EASE: the best λ. The result keeps
+    the validation curves and choices of `validated` in its metadata, and `refit` records both runs' users.
+    """
+    targets = tuple(cfg.targets) or (cfg.nnz,)
+    if cfg.model == "elsa":
+        chosen = {"epochs": validated.meta["best_epoch"]}
+    elif cfg.model == "compressed-elsa":
+        chosen = {"final_epochs": {str(k): validated.at(k).meta["best_epoch"] for k in targets}}
+    else:
+        chosen = {"lam": [validated.meta["lam"]]}
+    final_cfg = replace(cfg, **chosen)
+    model = model_from_config(replace(final_cfg, val_users=0, refit=False))
+    model.item_ids = validated.item_ids
+    full = make_split(data.matrix, cfg.test_users, 0, cfg.seed).train if cfg.test_users else data.matrix
+    model.meta["data"] = {**validated.meta["data"], "train_users": int(full.shape[0])}
+    model.fit(full, show_progress=progress, validation=[], **runtime)
+    model.config = final_cfg.validate()
+    model.meta["refit"] = {"validation_train_users": validated.meta["data"]["train_users"],
+                           "validation_train_seconds": validated.meta["train_seconds"],
+                           "train_users": int(full.shape[0]), "chosen": chosen}
+    model.meta["train_seconds"] = round(model.meta["train_seconds"] + validated.meta["train_seconds"], 2)
+    model.meta["config"] = asdict(final_cfg)
+    kept = ("validation", "best_epoch", "selected", "lam")
+    for k, (matrix, extra) in model.embeddings_per_k.items():
+        source = validated.embeddings_per_k[k][1] if validated.embeddings_per_k else validated.meta
+        model.embeddings_per_k[k] = (matrix, {**extra, **{m: v for m, v in source.items() if m in kept}})
+    model.meta.update({m: validated.meta[m] for m in kept if m in validated.meta})
+    return model
 
 
 def evaluate_embeddings(emb: Embeddings, data: Interactions, test_users: int | None = None,

@@ -396,6 +396,11 @@ class SparseIndex:
             setattr(self, name, np.concatenate([getattr(self, name), getattr(added, name)]))
         self.item_ids = np.concatenate([self.item_ids, new_ids])
         self.build = dict(self.build, items_added=int(self.build.get("items_added", 0)) + n_new)
+        self._forget_derived()
+
+    def _forget_derived(self) -> None:
+        """Drop what is derived from the rows (label map, id map, bound slack, posting lists) after
+        add / remove_ids; each is rebuilt on next use."""
         self._position_of_label = None
         self._id_map = None
         self._slack = None
@@ -455,10 +460,7 @@ class SparseIndex:
         for name in SUMMARY_FIELDS[4:]:
             setattr(self, name, np.asarray(getattr(self, name))[keep_block])
         self.item_ids = np.delete(np.asarray(self.item_ids), labels)
-        self._position_of_label = None
-        self._id_map = None
-        self._slack = None
-        self._postings = None
+        self._forget_derived()
         return int(labels.size)
 
     # ---- search ------------------------------------------------------------------------------

@@ -11,22 +11,39 @@ import scipy.sparse as sp
 
 # ---- trainer: every model is trained through the model classes -------------------------------------
 
-def train_dense(X: sp.csr_matrix, cfg, validation: list, progress: bool = True) -> np.ndarray:
-    """Dense ELSA for a `TrainConfig(model="elsa")`: Â (items x dim, float32, unit rows) of the epoch with the
-    best nDCG@100 on the `validation` folds (the benchmark's validation users, never its test users)."""
+def validation_curve(curve: list, best_epoch: int, max_epochs: int) -> dict:
+    """What the report shows of one model's training: validation nDCG@100 and training loss per epoch, the
+    kept (best) epoch and the most epochs allowed (a curve shorter than that stopped on `patience`)."""
+    return {"ndcg@100": [round(float(e["ndcg@100"]), 5) for e in curve],
+            "loss": [float(f"{e['loss']:.5g}") for e in curve if e.get("loss") is not None],
+            "best_epoch": int(best_epoch), "epochs_trained": len(curve), "max_epochs": int(max_epochs)}
+
+
+def train_dense(X: sp.csr_matrix, cfg, validation: list, progress: bool = True) -> tuple:
+    """Dense ELSA for a `TrainConfig(model="elsa")`: (Â, curve). Â (items x dim, float32, unit rows) is the epoch
+    with the best nDCG@100 on the `validation` folds (the benchmark's validation users, never its test users);
+    curve is its `validation_curve`."""
     from spidx.trainer.models import model_from_config
 
     model = model_from_config(cfg).fit(X, show_progress=progress, validation=validation)
-    return np.ascontiguousarray(model.embeddings, dtype=np.float32)
+    curve = validation_curve(model.meta["validation"], model.meta["best_epoch"], cfg.epochs)
+    return np.ascontiguousarray(model.embeddings, dtype=np.float32), curve
 
 
-def train_compressed(X: sp.csr_matrix, cfg, validation: list, progress: bool = True) -> dict:
-    """Compressed ELSA for a `TrainConfig` with `targets`, one pruning trajectory: {k: CSR Â, k nnz per row};
-    each k's final-phase epoch is chosen on the `validation` folds (as `spidx train --val-users` does)."""
+def train_compressed(X: sp.csr_matrix, cfg, validation: list, progress: bool = True) -> tuple:
+    """Compressed ELSA for a `TrainConfig` with `targets`, one pruning trajectory: ({k: CSR Â, k nnz per row},
+    {k: final-phase `validation_curve`}); each k's final-phase epoch is chosen on the `validation` folds (as
+    `spidx train --val-users` does)."""
     from spidx.trainer.models import model_from_config
 
     model = model_from_config(cfg).fit(X, show_progress=progress, validation=validation)
-    return {int(k): sp.csr_matrix(model.at(k).embeddings, dtype=np.float32) for k in cfg.targets}
+    out, curves = {}, {}
+    for k in cfg.targets:
+        m = model.at(k)
+        max_final = m.config.final_epochs if m.config.final_epochs is not None else cfg.epochs
+        out[int(k)] = sp.csr_matrix(m.embeddings, dtype=np.float32)
+        curves[int(k)] = validation_curve(m.meta["validation"], m.meta["best_epoch"], max_final)
+    return out, curves
 
 
 def fit_ease(X: sp.csr_matrix, lam: float) -> np.ndarray:

@@ -231,6 +231,7 @@ class Context:
         self.cache = Path(cfg.cache_dir)
         self.models: dict = {}
         self.exact_cache: dict = {}
+        self.curves: dict = {}  # model label -> validation curve (models whose epoch the validation users chose)
 
     # cache ------------------------------------------------------------------------------------------
     def _key(self, kind: str, params: dict) -> str:
@@ -239,43 +240,61 @@ class Context:
                            "params": params}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def cached_matrix(self, kind: str, params: dict, train_fn):
-        """Return (matrix, train_seconds, cached) for one model; trains and saves on a miss."""
+    def cached_matrix(self, kind: str, params: dict, train_fn, label: str | None = None):
+        """Return (matrix, train_seconds, cached) for one model; trains and saves on a miss.
+
+        `train_fn` returns the matrix, or (matrix, validation curve) for a model whose epoch is chosen on the
+        validation users: the curve is kept in the cached file and, under `label`, in `self.curves`."""
         path = self.cache / f"{kind}-{self._key(kind, params)}.npz"
         if path.exists():
             try:
                 emb = load_embeddings(path)
+                self._keep_curve(label, emb.meta.get("validation_curve"))
                 return emb.matrix, float(emb.meta.get("train_seconds", float("nan"))), True
             except InputError:
                 pass
         t0 = time.perf_counter()
-        m = train_fn()
+        m, curve = _with_curve(train_fn())
         secs = time.perf_counter() - t0
         save_embeddings(path, m, np.arange(m.shape[0]), {"model": kind, "params": params, "train_seconds": secs,
-                                                          "data_fingerprint": self.fingerprint})
+                                                          "data_fingerprint": self.fingerprint,
+                                                          **({"validation_curve": curve} if curve else {})})
+        self._keep_curve(label, curve)
         return m, secs, False
 
-    def cached_dict(self, kind: str, params: dict, keys, train_fn):
-        """Like cached_matrix for a model that yields {k: matrix} (one trajectory, several outputs)."""
+    def _keep_curve(self, label, curve) -> None:
+        if label is not None and curve:
+            self.curves[label] = curve
+
+    def cached_dict(self, kind: str, params: dict, keys, train_fn, label: str | None = None):
+        """Like cached_matrix for a model that yields {k: matrix} (one trajectory, several outputs); `train_fn`
+        may also return ({k: matrix}, {k: validation curve}), kept under f"{label} k={k}"."""
         key = self._key(kind, params)
         paths = {k: self.cache / f"{kind}-{key}-k{k}.npz" for k in keys}
         if all(p.exists() for p in paths.values()):
             try:
-                out, secs = {}, float("nan")
+                out, secs, curves = {}, float("nan"), {}
                 for k, p in paths.items():
                     emb = load_embeddings(p)
                     out[k] = sp.csr_matrix(emb.matrix)
                     secs = float(emb.meta.get("train_seconds", secs))
+                    curves[k] = emb.meta.get("validation_curve")
+                for k, curve in curves.items():
+                    self._keep_curve(label and f"{label} k={k}", curve)
                 return out, secs, True
             except InputError:
                 pass
         t0 = time.perf_counter()
-        out = train_fn()
+        out, curves = _with_curve(train_fn())
+        curves = curves or {}
         secs = time.perf_counter() - t0
         for k, p in paths.items():
             save_embeddings(p, out[k], np.arange(out[k].shape[0]), {"model": kind, "params": params, "k": k,
                                                                     "train_seconds": secs,
-                                                                    "data_fingerprint": self.fingerprint})
+                                                                    "data_fingerprint": self.fingerprint,
+                                                                    **({"validation_curve": curves[k]}
+                                                                       if curves.get(k) else {})})
+            self._keep_curve(label and f"{label} k={k}", curves.get(k))
         return out, secs, False
 
     # models -----------------------------------------------------------------------------------------
@@ -289,7 +308,7 @@ class Context:
             p = self.dense_params(dim)
             A, secs, cached = self.cached_matrix(
                 "elsa", p, lambda: adapters.train_dense(self.train, self.cfg.dense_config(dim), self.split.validation,
-                                             self.cfg.progress))
+                                                        self.cfg.progress), label=f"dense ELSA r={dim}")
             self.models[("dense", dim)] = (np.ascontiguousarray(A, np.float32), secs, cached, p)
         return self.models[("dense", dim)]
 
@@ -306,7 +325,8 @@ class Context:
             p = self.celsa_params()
             ks = p["targets"]
             out, secs, cached = self.cached_dict(
-                "celsa", p, ks, lambda: adapters.train_compressed(self.train, c.celsa_config(), self.split.validation, c.progress))
+                "celsa", p, ks, lambda: adapters.train_compressed(self.train, c.celsa_config(), self.split.validation, c.progress),
+                label=f"Compressed ELSA d={c.sparse_dim}")
             self.models["celsa"] = (out, secs, cached, p)
         return self.models["celsa"]
 
@@ -318,6 +338,11 @@ class Context:
             self.exact_cache[(key, folds)] = [exact_dense_topk(A, f.history, 100)
                                               for f in getattr(self.split, folds)]
         return self.exact_cache[(key, folds)]
+
+
+def _with_curve(trained) -> tuple:
+    """(model, curve) from a training function that returns either the model alone or (model, curve)."""
+    return trained if isinstance(trained, tuple) else (trained, None)
 
 
 def per_user_metrics(rankings: list, folds: list) -> dict:
@@ -621,7 +646,9 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": c.threads,
         "seismic_available": seismic_available(),
     }
-    return {"meta": meta, "rows": rows}
+    # per evaluation row nDCG@100 of every result row (same order): the claims' paired intervals between methods
+    per_user_ndcg = [[round(float(v), 5) for v in per_user[i]] for i in range(len(rows))]
+    return {"meta": meta, "rows": rows, "curves": ctx.curves, "per_user_ndcg": per_user_ndcg}
 
 
 def _check_recorded_split(path, meta: dict, cfg: BenchConfig, fingerprint: str) -> None:

@@ -4,7 +4,7 @@ import torch
 
 from spidx.errors import InputError
 from spidx.sparsify import row_topk
-from spidx.trainer.compressae import compressae_codes, fit_compressae, train_compressae
+from spidx.trainer.compressae import CompresSAE, compressae_codes, compressae_loss, fit_compressae, train_compressae
 
 
 def sparse_mixture(n_items=1500, r=32, atoms=128, active=4, seed=0):
@@ -41,10 +41,41 @@ def test_reconstructs_better_than_posthoc_topk():
     model = train_compressae(E, dim=128, k=k, epochs=15, batch_size=128, lr=1e-2, progress=False)
     with torch.no_grad():
         t = torch.from_numpy(E)
-        decoded = model.decode(model.encode(t)).numpy()
+        decoded = model.reconstruct(model.pre_activation(t), k).numpy()
     sae = mean_cosine(E, decoded)
     posthoc = mean_cosine(E, row_topk(E, k, renormalise=True).toarray())
     assert sae > posthoc + 0.1, (sae, posthoc)
+
+
+def test_sparse_decoding_equals_the_dense_code_product():
+    # oracle: the k-sparse code formed densely (top-k kept, the rest zero) times W_dec, and the paper's loss on it
+    torch.manual_seed(0)
+    model = CompresSAE(24, 64, 3)
+    a = torch.randn(17, 24)
+    pre = model.pre_activation(a)
+    for k in (3, 4, 12, 64):  # gathered decoder rows (k <= 64 / 16) and the dense product
+        vals, idx = torch.topk(pre, k, dim=1)
+        dense_code = torch.zeros_like(pre).scatter(1, idx, vals)
+        torch.testing.assert_close(model.reconstruct(pre, k), dense_code @ model.decoder_weight, rtol=1e-5, atol=1e-6)
+
+    def dense_loss():
+        p = model.pre_activation(a)
+        out = 0.0
+        for k, w in ((3, 1.0), (12, 1 / 8)):
+            v, i = torch.topk(p, k, dim=1)
+            rec = torch.zeros_like(p).scatter(1, i, v) @ model.decoder_weight
+            out = out + w * (1 - torch.nn.functional.cosine_similarity(a, rec, dim=1)).mean()
+        return out
+
+    grads = []
+    for loss_fn in (lambda: compressae_loss(model, a), dense_loss):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for g_sparse, g_dense in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(g_sparse, g_dense, rtol=1e-4, atol=1e-6)
 
 
 def test_deterministic_with_seed():

@@ -91,18 +91,42 @@ def main_rows(rows: list) -> list:
                                       r["method"], -(r["budget"] or 10 ** 9)))
 
 
-def check_claims(rows: list) -> list:
-    """The issue's acceptance claims, each as {claim, holds, evidence}."""
+def check_claims(rows: list, per_user: list | None = None) -> list:
+    """The paper's claims, each as {claim, accounting, holds, evidence}.
+
+    `per_user` (the result's "per_user_ndcg", aligned with `rows`) adds to every comparison the paired 95 %
+    interval of the per-user nDCG@100 difference, Compressed ELSA minus the other method; a claim holds on the
+    means (as the paper states them), the interval says whether the difference is resolved by these users."""
     claims = []
     ref = next((r for r in rows if r["group"] == "dense"), None)
     if ref is None:
         return claims
+    pos = {id(r): i for i, r in enumerate(rows)}
+
+    def diff(a, b) -> str:
+        if not per_user:
+            return ""
+        from .compression import paired_diff_ci
+
+        m, lo, hi = paired_diff_ci(per_user[pos[id(a)]], per_user[pos[id(b)]])
+        return f" (Δ {m:+.4f} [{lo:+.4f}, {hi:+.4f}])"
+
     ce = {r["budget"]: r for r in rows if r["group"] == "celsa" and r["params"].get("values") == "f32"}
-    if ref is not None and 1024 in ce:
+    if 1024 in ce:
         d = ce[1024]["ndcg@100"] / ref["ndcg@100"] - 1
         claims.append({"claim": "Compressed ELSA at 1024 B within 2% of the dense reference's nDCG@100",
-                       "holds": bool(d >= -0.02),
-                       "evidence": f"{ce[1024]['ndcg@100']:.4f} vs {ref['ndcg@100']:.4f} ({d * 100:+.2f}%)"})
+                       "accounting": "paper", "holds": bool(d >= -0.02),
+                       "evidence": f"{ce[1024]['ndcg@100']:.4f} vs {ref['ndcg@100']:.4f} ({d * 100:+.2f}%)"
+                                   + diff(ce[1024], ref)})
+    stored_1024 = [e["row"] for e in frontier(rows, "stored_bytes_per_item", [1024]) if e["row"]["group"] == "celsa"]
+    if stored_1024:
+        r = stored_1024[0]
+        d = r["ndcg@100"] / ref["ndcg@100"] - 1
+        claims.append({"claim": "Compressed ELSA at ≤ 1024 stored bytes per item (k and value type chosen on "
+                                "validation users) within 2% of the dense reference's nDCG@100",
+                       "accounting": "stored", "holds": bool(d >= -0.02),
+                       "evidence": f"{r['config']} ({r['stored_bytes_per_item']:.0f} B): {r['ndcg@100']:.4f} vs "
+                                   f"{ref['ndcg@100']:.4f} ({d * 100:+.2f}%)" + diff(r, ref)})
     bf = {r["budget"]: r for r in best_faiss(rows)}
     for B in sorted((b for b in ce if b <= 256), reverse=True):
         others = []
@@ -116,9 +140,9 @@ def check_claims(rows: list) -> list:
         if not others:
             continue
         worse = [(lab, o) for lab, o in others if o["ndcg@100"] >= ce[B]["ndcg@100"]]
-        ev = "; ".join(f"{lab} {o['ndcg@100']:.4f}" for lab, o in others)
+        ev = "; ".join(f"{lab} {o['ndcg@100']:.4f}{diff(ce[B], o)}" for lab, o in others)
         claims.append({"claim": f"At {B} B, Compressed ELSA (f32) above every other method of equal bytes",
-                       "holds": not worse,
+                       "accounting": "paper", "holds": not worse,
                        "evidence": f"Compressed ELSA {ce[B]['ndcg@100']:.4f}; {ev}"
                                    + (f" — beaten or matched by: {', '.join(l for l, _ in worse)}" if worse else "")})
     idx_rows = [r for r in rows if r["group"] in ("celsa", "posthoc", "compresae")]
@@ -137,7 +161,7 @@ def check_claims(rows: list) -> list:
                   f"{r['speedup_batch_vs_ref']:.2f}x (batch) / {r['speedup_single_vs_ref']:.2f}x (single) the speed "
                   f"of IndexFlatIP on the reference")
         claims.append({"claim": "Our index faster than faiss IndexFlatIP on the dense reference at equal or better "
-                                "nDCG@100", "holds": holds, "evidence": ev})
+                                "nDCG@100", "accounting": "–", "holds": holds, "evidence": ev})
         tied = [r for r in idx_rows if r.get("ndcg_diff_ci95") and r["ndcg_diff_ci95"][1] >= 0]
         if tied:
             r = max(tied, key=lambda r: r["speedup_batch_vs_ref"])
@@ -145,7 +169,7 @@ def check_claims(rows: list) -> list:
             claims.append({
                 "claim": "Our index faster than IndexFlatIP at nDCG@100 not significantly below the reference "
                          "(paired 95% interval of the per-user difference includes or exceeds 0)",
-                "holds": r["speedup_batch_vs_ref"] > 1 and r["speedup_single_vs_ref"] > 1,
+                "accounting": "–", "holds": r["speedup_batch_vs_ref"] > 1 and r["speedup_single_vs_ref"] > 1,
                 "evidence": f"{r['method']} {r['config']}: nDCG@100 {r['ndcg@100']:.4f}, difference "
                             f"{r['ndcg_diff_vs_ref']:+.4f} [{lo:+.4f}, {hi:+.4f}]; {r['speedup_batch_vs_ref']:.2f}x "
                             f"(batch), {r['speedup_single_vs_ref']:.2f}x (one at a time)"})
@@ -159,10 +183,10 @@ def check_claims(rows: list) -> list:
             continue
         worse = [e for e in others if e["row"]["ndcg@100"] >= cel["ndcg@100"]]
         ev = "; ".join(f"{e['family']} ({e['row']['config']}, {e['row']['stored_bytes_per_item']:.0f} B) "
-                       f"{e['row']['ndcg@100']:.4f}" for e in others)
+                       f"{e['row']['ndcg@100']:.4f}{diff(cel, e['row'])}" for e in others)
         claims.append({"claim": f"At {B} stored bytes per item, Compressed ELSA (k and value type chosen on "
                                 "validation users) above every other method holding at most as much",
-                       "holds": not worse,
+                       "accounting": "stored", "holds": not worse,
                        "evidence": f"Compressed ELSA ({cel['config']}, {cel['stored_bytes_per_item']:.0f} B) "
                                    f"{cel['ndcg@100']:.4f}; {ev}"
                                    + (f" — beaten or matched by: {', '.join(e['family'] for e in worse)}" if worse else "")})
@@ -180,12 +204,24 @@ def frontier_table(rows: list, bytes_key: str, label: str, budgets) -> list:
     return out
 
 
-def markdown(result: dict, command: str = "") -> str:
+def curves_table(curves: dict) -> list:
+    """Markdown lines: each validated model's validation nDCG@100 per epoch, the kept epoch in bold."""
+    out = ["| model | epochs trained (max) | kept epoch | validation nDCG@100 per epoch |", "|---|---|---|---|"]
+    for name, cv in curves.items():
+        vals = " ".join(f"**{v:.4f}**" if i + 1 == cv["best_epoch"] else f"{v:.4f}" for i, v in enumerate(cv["ndcg@100"]))
+        out.append(f"| {name} | {cv['epochs_trained']} ({cv['max_epochs']}) | {cv['best_epoch']} | {vals} |")
+    return out
+
+
+def markdown(result: dict, command: str = "", notes: str | None = None, curves_png: str | None = None) -> str:
+    """The report; `notes` (Markdown written by whoever ran it) goes right after the command."""
     meta, rows = result["meta"], result["rows"]
     c = meta["config"]
     out = [f"# spidx bench — {meta['dataset']} ({c['preset']} preset)", ""]
     if command:
         out += ["```", command, "```", ""]
+    if notes:
+        out += [notes.strip(), ""]
     out += [f"Data: `{os.path.basename(c['data'])}` — {meta['n_users']:,} users × {meta['n_items']:,} items, "
             f"{meta['n_interactions']:,} interactions (fingerprint `{meta['data_fingerprint']}`). "
             f"Strong generalisation: {meta['n_test_users']:,} test users and {meta['n_val_users']:,} validation users, "
@@ -248,16 +284,29 @@ def markdown(result: dict, command: str = "") -> str:
     ease = meta.get("ease_lambda_selection_ndcg")
     if ease:
         out.append("EASE λ: the best validation nDCG@100 of full EASE among " + ", ".join(
-            f"λ={k:g}: {v:.4f} (test {ease['test'][k]:.4f})" for k, v in ease["validation"].items()) + ".")
+            f"λ={float(k):g}: {v:.4f} (test {ease['test'][k]:.4f})" for k, v in ease["validation"].items()) + ".")
     out.append("FAISS: per budget, the configuration with the best validation nDCG@100 (column *val nDCG* in "
                "*All FAISS configurations*). Dense ELSA models (reference, low-dim, post-hoc and CompresSAE "
                "source): the epoch with the best validation nDCG@100; Compressed ELSA: per k, the final-phase epoch "
                "with the best validation nDCG@100.")
-    claims = check_claims(rows)
+    curves = result.get("curves") or {}
+    if curves:
+        out += ["", "## Validation curves", "",
+                "Every model whose training epochs the validation users chose: nDCG@100 on the validation users after "
+                "each epoch (Compressed ELSA: each k's final phase, after its pruning trajectory), the kept epoch in "
+                "bold; training stops after 3 epochs without a new best."
+                + (f" Plotted in `{curves_png}`." if curves_png else ""), ""]
+        out += curves_table(curves)
+    claims = check_claims(rows, result.get("per_user_ndcg"))
     if claims:
-        out += ["", "## Claims", "", "| claim | holds | evidence |", "|---|---|---|"]
+        out += ["", "## Claims", "",
+                "Each claim on the paper's accounting of bytes and on the bytes actually stored; Δ = Compressed ELSA "
+                "minus the other method, mean per-user nDCG@100 difference on the test users with its paired 95% "
+                "interval (an interval that includes 0 means these users do not resolve the difference).", "",
+                "| claim | bytes | holds | evidence |", "|---|---|---|---|"]
         for cl in claims:
-            out.append(f"| {cl['claim']} | {'yes' if cl['holds'] else '**no**'} | {cl['evidence']} |")
+            out.append(f"| {cl['claim']} | {cl.get('accounting', '–')} | {'yes' if cl['holds'] else '**no**'} | "
+                       f"{cl['evidence']} |")
     return "\n".join(out) + "\n"
 
 
@@ -280,11 +329,20 @@ CSV_FIELDS = ["method", "group", "budget", "config", "val_ndcg@100", "recall@20"
               "p99_ms", "speedup_batch_vs_ref", "speedup_single_vs_ref", "overlap@100", "exact", "seed", "params"]
 
 
-def write_outputs(result: dict, out_dir: str, command: str = "", plot: bool = True) -> dict:
+def write_outputs(result: dict, out_dir: str, command: str = "", plot: bool = True, stem: str | None = None,
+                  notes: str | None = None) -> dict:
+    """Write the JSON (with the claims), CSV, Markdown report and plots of one run into `out_dir`.
+
+    Default names are results.json, results.csv, report.md, ndcg_vs_bytes.png and validation_curves.png;
+    with `stem` they are <stem>.json, .csv, .md, .png and <stem>-curves.png (the layout of docs/results)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    res = dict(result, claims=check_claims(result["rows"]), command=command)
-    paths = {"json": out / "results.json", "csv": out / "results.csv", "md": out / "report.md"}
+    res = dict(result, claims=check_claims(result["rows"], result.get("per_user_ndcg")), command=command)
+    names = ({"json": f"{stem}.json", "csv": f"{stem}.csv", "md": f"{stem}.md", "png": f"{stem}.png",
+              "curves_png": f"{stem}-curves.png"} if stem else
+             {"json": "results.json", "csv": "results.csv", "md": "report.md", "png": "ndcg_vs_bytes.png",
+              "curves_png": "validation_curves.png"})
+    paths = {k: out / names[k] for k in ("json", "csv", "md")}
     with atomic_path(paths["json"]) as tmp, open(tmp, "w") as f:
         json.dump(_jsonable(res), f, indent=1)
     with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
@@ -293,15 +351,46 @@ def write_outputs(result: dict, out_dir: str, command: str = "", plot: bool = Tr
         for r in result["rows"]:
             w.writerow({k: (json.dumps(_jsonable(r.get(k)), sort_keys=True) if k in ("params", "ndcg_diff_ci95") else r.get(k))
                         for k in CSV_FIELDS})
-    md = markdown(result, command)
+    curves_png = None
+    if plot and result.get("curves"):
+        paths["curves_png"] = out / names["curves_png"]
+        plot_curves(result["curves"], paths["curves_png"], result["meta"])
+        curves_png = paths["curves_png"].name
+    md = markdown(result, command, notes=notes, curves_png=curves_png)
     if plot:
-        paths["png"] = out / "ndcg_vs_bytes.png"
+        paths["png"] = out / names["png"]
         plot_results(result, paths["png"])
         md += (f"\n![nDCG@100 against paper and stored bytes per item, Recall@20 against paper bytes]"
                f"({paths['png'].name})\n")
+        if curves_png:
+            md += f"\n![validation nDCG@100 per epoch of every validated model]({curves_png})\n"
     with atomic_path(paths["md"]) as tmp, open(tmp, "w") as f:
         f.write(md)
     return {k: str(v) for k, v in paths.items()}
+
+
+def plot_curves(curves: dict, path, meta: dict) -> None:
+    """Validation nDCG@100 per epoch of every validated model, the kept epoch marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, cv in curves.items():
+        y = cv["ndcg@100"]
+        line, = ax.plot(range(1, len(y) + 1), y, marker=".", label=name)
+        ax.plot([cv["best_epoch"]], [y[cv["best_epoch"] - 1]], marker="o", ms=9, mfc="none", color=line.get_color())
+    ax.set_xlabel("epoch (Compressed ELSA: of each k's final phase)")
+    ax.set_ylabel("nDCG@100 (validation users)")
+    ax.set_title(f"{meta['dataset']} ({meta['config']['preset']} preset): validation curves, kept epoch circled",
+                 fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(str(path), suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
 
 
 def plot_results(result: dict, path) -> None:
@@ -345,3 +434,28 @@ def plot_results(result: dict, path) -> None:
     with atomic_path(str(path), suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def main(argv=None) -> None:
+    """Re-render a run's report from its results JSON (e.g. into docs/results with the notes written for it)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m spidx.bench.report", description=main.__doc__)
+    ap.add_argument("results", help="results.json written by `spidx bench`")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--stem", default=None, help="file names <stem>.json/.csv/.md/.png (default: as spidx bench)")
+    ap.add_argument("--notes", default=None, help="Markdown placed after the command (how the run was made, findings)")
+    ap.add_argument("--no-plot", action="store_true")
+    a = ap.parse_args(argv)
+    with open(a.results) as f:
+        result = json.load(f)
+    notes = None
+    if a.notes:
+        with open(a.notes) as f:
+            notes = f.read()
+    paths = write_outputs(result, a.out, command=result.get("command", ""), plot=not a.no_plot, stem=a.stem, notes=notes)
+    print("wrote " + ", ".join(paths.values()))
+
+
+if __name__ == "__main__":
+    main()

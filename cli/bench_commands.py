@@ -71,7 +71,7 @@ def register(group: click.Group) -> None:
             progress=not quiet)
         from spidx.atomic import check_outputs
 
-        names = ["results.json", "results.csv", "report.md"] + ([] if no_plot else ["ndcg_vs_bytes.png"])
+        names = ["results.json", "results.csv", "report.md"] + ([] if no_plot else ["ndcg_vs_bytes.png", "validation_curves.png"])
         check_outputs([os.path.join(cfg.out, name) for name in names], [cfg.data])
         log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
         result = run_benchmark(cfg, log=log)

@@ -33,14 +33,60 @@ def bench_run(tmp_path_factory):
 @needs_ml100k
 def test_outputs_exist(bench_run):
     out, stdout, _, _ = bench_run
-    for name in ("results.json", "results.csv", "report.md", "ndcg_vs_bytes.png"):
+    for name in ("results.json", "results.csv", "report.md", "ndcg_vs_bytes.png", "validation_curves.png"):
         assert (out / name).exists() and (out / name).stat().st_size > 0, name
-    assert (out / "ndcg_vs_bytes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("ndcg_vs_bytes.png", "validation_curves.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| method | budget B |" in stdout and "## Claims" in stdout
     report = (out / "report.md").read_text()
     for heading in ("## Frontier: nDCG@100 against paper bytes per item",
-                    "## Frontier: nDCG@100 against stored bytes per item", "## Choices on validation users"):
+                    "## Frontier: nDCG@100 against stored bytes per item", "## Choices on validation users",
+                    "## Validation curves"):
         assert heading in report, heading
+
+
+@pytest.mark.slow
+@needs_ml100k
+def test_validation_curves_of_every_trained_model(bench_run):
+    out, _, _, _ = bench_run
+    res = json.loads((out / "results.json").read_text())
+    cfg = res["meta"]["config"]
+    curves = res["curves"]
+    ks = sorted(b // 8 for b in cfg["budgets"])
+    expected = {f"dense ELSA r={r}" for r in cfg["ref_dims"]} | {f"dense ELSA r={b // 4}" for b in cfg["budgets"]} \
+        | {f"Compressed ELSA d={cfg['sparse_dim']} k={k}" for k in ks}
+    assert expected <= set(curves), sorted(curves)
+    report = (out / "report.md").read_text()
+    for name, cv in curves.items():
+        nd = cv["ndcg@100"]
+        assert 1 <= cv["epochs_trained"] == len(nd) <= cv["max_epochs"]
+        assert cv["best_epoch"] == 1 + nd.index(max(nd))  # the kept epoch is the first best on validation
+        assert f"| {name} | {cv['epochs_trained']} ({cv['max_epochs']}) | {cv['best_epoch']} |" in report
+    # the reference row's validation figure is its kept epoch's
+    ref = next(r for r in res["rows"] if r["group"] == "dense")
+    ref_curve = curves[f"dense ELSA r={res['meta']['reference_dim']}"]
+    assert ref["val_ndcg@100"] == pytest.approx(max(ref_curve["ndcg@100"]), abs=1e-4)
+    # per-user nDCG@100 of every row, aligned with the rows, averaging to each row's test figure
+    assert len(res["per_user_ndcg"]) == len(res["rows"])
+    for r, pu in zip(res["rows"], res["per_user_ndcg"]):
+        assert sum(pu) / len(pu) == pytest.approx(r["ndcg@100"], abs=1e-4)
+
+
+@pytest.mark.slow
+@needs_ml100k
+def test_report_rerenders_from_results_json(bench_run, tmp_path):
+    from spidx.bench.report import main as report_main
+
+    out, _, _, _ = bench_run
+    notes = tmp_path / "notes.md"
+    notes.write_text("## How this run was made\n\nwritten by hand")
+    report_main([str(out / "results.json"), "--out", str(tmp_path / "docs"), "--stem", "bench-x", "--notes", str(notes)])
+    md = (tmp_path / "docs" / "bench-x.md").read_text()
+    assert md.index("written by hand") < md.index("| method | budget B |")
+    assert "(bench-x.png)" in md and "(bench-x-curves.png)" in md
+    assert (tmp_path / "docs" / "bench-x.png").exists() and (tmp_path / "docs" / "bench-x-curves.png").exists()
+    claims = md.split("## Claims")[1].split("![")[0]
+    assert "Δ " in claims and claims == (out / "report.md").read_text().split("## Claims")[1].split("![")[0]
 
 
 @pytest.mark.slow
@@ -213,6 +259,34 @@ def test_reference_and_ease_lambda_follow_the_validation_users(small_interaction
 def _row(group, budget, config, val, test, paper, stored, method=None):
     return {"group": group, "budget": budget, "config": config, "method": method or group, "val_ndcg@100": val,
             "ndcg@100": test, "recall@20": test, "paper_bytes_per_item": paper, "stored_bytes_per_item": stored}
+
+
+def test_claims_give_paired_intervals_on_both_accountings():
+    from spidx.bench.report import check_claims
+
+    def row(group, budget, config, test, paper, stored, values=None):
+        r = _row(group, budget, config, val=test, test=test, paper=paper, stored=stored)
+        r["params"] = {"values": values} if values else {}
+        r.update(speedup_batch_vs_ref=2.0, speedup_single_vs_ref=2.0, ndcg_vs_ref=test / 0.6, ndcg_diff_vs_ref=0.0,
+                 ndcg_diff_ci95=None)
+        return r
+
+    rows = [row("dense", None, "reference", 0.60, 1024, 1024),
+            row("celsa", 1024, "k=128 f32", 0.60, 1024, 800, "f32"),
+            row("celsa", 256, "k=32 f32", 0.60, 256, 230, "f32"),
+            row("lowdim", 256, "r=64", 0.4667, 256, 256)]
+    per_user = [[0.6, 0.6, 0.6], [0.5, 0.6, 0.7], [0.5, 0.6, 0.7], [0.4, 0.4, 0.6]]
+    claims = {(c["claim"].split(",")[0][:40], c["accounting"]): c for c in check_claims(rows, per_user)}
+    at256 = next(c for c in claims.values() if c["claim"].startswith("At 256 B"))
+    # by hand: differences 0.1, 0.2, 0.1 -> mean 0.1333, sd 0.057735, se 0.033333, 1.96 se = 0.065333
+    assert at256["holds"] and at256["accounting"] == "paper"
+    assert "low-dim dense 0.4667 (Δ +0.1333 [+0.0680, +0.1987])" in at256["evidence"]
+    stored = next(c for c in claims.values() if c["claim"].startswith("At 256 stored"))
+    assert stored["accounting"] == "stored" and "(Δ +0.1333 [+0.0680, +0.1987])" in stored["evidence"]
+    # differences from the reference -0.1, 0, +0.1: mean 0, se 0.057735, 1.96 se = 0.113161
+    within = [c for c in claims.values() if "within 2%" in c["claim"]]
+    assert {c["accounting"] for c in within} == {"paper", "stored"}
+    assert all(c["holds"] and "(Δ +0.0000 [-0.1132, +0.1132])" in c["evidence"] for c in within)
 
 
 def test_best_faiss_and_frontiers_choose_on_validation():

@@ -379,6 +379,9 @@ def overlap_at(approx: list, exact: list, k: int = 100) -> float:
     return tot / max(n, 1)
 
 
+TIMING_FIELDS = ("qps_batch", "batch_seconds", "qps_single", "p50_ms", "p99_ms", "n_batch_queries", "n_single_queries")
+
+
 def time_served(served, H: sp.csr_matrix, k: int, repeats: int, n_single: int, seed: int) -> dict:
     """Batch: all test users at once, median over repeats. Single: one user at a time, p50/p99."""
     batch = []
@@ -418,13 +421,17 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     H_time = H0[: c.n_time_batch] if c.n_time_batch else H0
     budgets = sorted(c.budgets, reverse=True)
 
-    def evaluate(served, group_bar=None):
-        # rankings on every core (results do not depend on threads); timing on c.threads
-        rankings = [served.recommend(f.history, 100) for f in folds]
+    def time_row(served):
         with limited_threads(c.threads):
             # warm-up so numba/faiss one-off costs are not in the timed numbers
             served.recommend(H0[: min(8, H0.shape[0])], 100)
-            timing = time_served(served, H_time, 100, c.repeats, c.n_single, c.seed)
+            return time_served(served, H_time, 100, c.repeats, c.n_single, c.seed)
+
+    def evaluate(served, group_bar=None, timed=True):
+        # rankings on every core (results do not depend on threads); timing on c.threads. Untimed rows (FAISS
+        # configurations not chosen on the validation users) get no speed figures.
+        rankings = [served.recommend(f.history, 100) for f in folds]
+        timing = time_row(served) if timed else dict.fromkeys(TIMING_FIELDS)
         user_metrics = per_user_metrics(rankings, folds)
         metrics = mean_metrics(user_metrics)
         val_ndcg = evaluate_rankings([served.recommend(f.history, 100) for f in val_folds], val_folds)["ndcg@100"]
@@ -447,7 +454,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         rows.append(row)
         log(f"  {served.method:<34} {served.config:<40} nDCG@100 {metrics['ndcg@100']:.4f}  "
             f"(validation {val_ndcg:.4f})  R@20 {metrics['recall@20']:.4f}  {served.paper_bytes_per_item:8.1f} B/item  "
-            f"{timing['qps_batch']:9.1f} q/s" + (f"  overlap {ov:.3f}" if ov is not None else ""))
+            + (f"{timing['qps_batch']:9.1f} q/s" if timed else "  (untimed)")
+            + (f"  overlap {ov:.3f}" if ov is not None else ""))
         if group_bar is not None:
             group_bar.update(1)
         return row
@@ -506,11 +514,19 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         jobs = [(base, cfgf) for base in bases
                 for cfgf in candidate_configs(base[0].shape[1], budgets, c.faiss_kinds, c.opq_max_dim, ctx.n_items)]
         b = bar(len(jobs), "FAISS codes")
+        # every configuration ranks the test and validation users; only each budget's choice on the validation
+        # users (the main table's FAISS row) is timed, so the slow codes of the grid cost one ranking pass
+        chosen: dict = {}  # budget -> (row, served) with the best validation nDCG@100 so far
         for (A, label, key, p, secs), fc in jobs:
             served = build_faiss(A, fc, label, key, p)  # built on every core; build_seconds say so
             served.train_seconds = secs
-            evaluate(served, b)
+            row = evaluate(served, b, timed=False)
+            if row["budget"] not in chosen or row["val_ndcg@100"] > chosen[row["budget"]][0]["val_ndcg@100"]:
+                chosen[row["budget"]] = (row, served)
             del served
+        for row, served in chosen.values():
+            row.update(time_row(served))
+        del chosen
         b.close()
 
     # 4. post-hoc top-k of a dense d-dimensional ELSA
@@ -630,8 +646,9 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
     for i, r in enumerate(rows):
         r["ndcg_diff_vs_ref"], lo, hi = paired_diff_ci(per_user[i], per_user[ref_pos])
         r["ndcg_diff_ci95"] = [lo, hi]
-        r["speedup_batch_vs_ref"] = r["qps_batch"] / ref_row["qps_batch"]
-        r["speedup_single_vs_ref"] = r["qps_single"] / ref_row["qps_single"]
+        timed = r["qps_batch"] is not None
+        r["speedup_batch_vs_ref"] = r["qps_batch"] / ref_row["qps_batch"] if timed else None
+        r["speedup_single_vs_ref"] = r["qps_single"] / ref_row["qps_single"] if timed else None
         r["ndcg_vs_ref"] = r["ndcg@100"] / ref_row["ndcg@100"] if ref_row["ndcg@100"] > 0 else float("nan")
     meta = {
         "config": c.to_dict(), "dataset": c.dataset, "data_fingerprint": ctx.fingerprint,

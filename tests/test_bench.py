@@ -92,6 +92,8 @@ def test_report_rerenders_from_results_json(bench_run, tmp_path):
 @pytest.mark.slow
 @needs_ml100k
 def test_rows_structure_and_ranges(bench_run):
+    from spidx.bench.report import best_faiss
+
     out, _, _, _ = bench_run
     res = json.loads((out / "results.json").read_text())
     rows = res["rows"]
@@ -104,10 +106,14 @@ def test_rows_structure_and_ranges(bench_run):
         for m in ("recall@20", "recall@50", "ndcg@100", "val_ndcg@100"):
             assert 0.0 <= r[m] <= 1.0 and math.isfinite(r[m]), (r["config"], m)
         assert r["ndcg@100"] > 0.05, r["config"]  # every method beats a broken ranking on ML-100K
-        for f in ("paper_bytes_per_item", "stored_bytes_per_item", "total_serving_bytes", "qps_batch", "qps_single",
-                  "p50_ms", "p99_ms", "speedup_batch_vs_ref", "speedup_single_vs_ref", "build_seconds"):
+        for f in ("paper_bytes_per_item", "stored_bytes_per_item", "total_serving_bytes", "build_seconds"):
             assert r[f] is not None and math.isfinite(r[f]) and r[f] >= 0, (r["config"], f)
-        assert r["p50_ms"] <= r["p99_ms"] + 1e-9
+        # every row is timed but the FAISS configurations the validation users did not choose
+        timed = r["group"] != "faiss" or r in best_faiss(rows)
+        for f in ("qps_batch", "qps_single", "p50_ms", "p99_ms", "speedup_batch_vs_ref", "speedup_single_vs_ref"):
+            assert (r[f] is not None and math.isfinite(r[f]) and r[f] > 0) if timed else r[f] is None, (r["config"], f)
+        if timed:
+            assert r["p50_ms"] <= r["p99_ms"] + 1e-9
         if r["budget"] is not None and r["group"] in ("lowdim", "posthoc", "ease", "faiss"):
             assert r["paper_bytes_per_item"] <= r["budget"] + 1e-9, r["config"]
         if r["group"] in ("celsa", "compresae"):

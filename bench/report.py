@@ -447,12 +447,21 @@ def main(argv=None) -> None:
     ap.add_argument("--notes", default=None, help="Markdown placed after the command (how the run was made, findings)")
     ap.add_argument("--no-plot", action="store_true")
     a = ap.parse_args(argv)
-    with open(a.results) as f:
-        result = json.load(f)
-    notes = None
-    if a.notes:
-        with open(a.notes) as f:
-            notes = f.read()
+    from spidx.atomic import check_outputs
+    from spidx.errors import InputError
+
+    try:
+        names = ([f"{a.stem}{e}" for e in (".json", ".csv", ".md", ".png", "-curves.png")] if a.stem else
+                 ["results.json", "results.csv", "report.md", "ndcg_vs_bytes.png", "validation_curves.png"])
+        check_outputs([os.path.join(a.out, n) for n in names], [a.results, a.notes])
+        with open(a.results) as f:
+            result = json.load(f)
+        notes = None
+        if a.notes:
+            with open(a.notes) as f:
+                notes = f.read()
+    except (OSError, ValueError, InputError) as e:
+        raise SystemExit(f"error: {e}") from None
     paths = write_outputs(result, a.out, command=result.get("command", ""), plot=not a.no_plot, stem=a.stem, notes=notes)
     print("wrote " + ", ".join(paths.values()))
 

@@ -85,6 +85,10 @@ def test_report_rerenders_from_results_json(bench_run, tmp_path):
     assert md.index("written by hand") < md.index("| method | budget B |")
     assert "(bench-x.png)" in md and "(bench-x-curves.png)" in md
     assert (tmp_path / "docs" / "bench-x.png").exists() and (tmp_path / "docs" / "bench-x-curves.png").exists()
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(SystemExit, match="error: "):  # an output never replaces its input
+        report_main([str(out / "results.json"), "--out", str(out)])
+    assert (out / "results.json").read_bytes() == before
     claims = md.split("## Claims")[1].split("![")[0]
     assert "Δ " in claims and claims == (out / "report.md").read_text().split("## Claims")[1].split("![")[0]
 

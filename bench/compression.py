@@ -149,24 +149,26 @@ def preset_config(preset: str, data: str | None = None, **overrides) -> BenchCon
         if ds == "gowalla":
             cfg = BenchConfig(
                 data=data, preset=preset, n_test=3000, n_val=1000, folds=1, ref_dims=(4096,), dense_epochs=5, dense_batch=256,
-                sparse_dim=4096, celsa_epochs=5, celsa_final_epochs=2, celsa_batch=256, max_output=8192,
+                sparse_dim=4096, celsa_epochs=5, celsa_batch=256, max_output=8192,
                 ease_lams=(200.0,), repeats=3, n_single=200, n_time_batch=1000,
                 methods=DEFAULT_METHODS + ("compresae",),
                 note="paper method and scale on a 2-core budget: d=4096, exponential schedule with rewinding, "
                      "halving every E=5 one-epoch phases (the paper's E=10 doubles the ~45 min of training), "
-                     "2 final epochs at each k; dense reference r=4096, 5 epochs; batches of 256 users with "
+                     "at most E final epochs at each k (the best on the validation users kept); dense reference "
+                     "r=4096, at most 5 epochs (best kept); batches of 256 users with "
                      "sampled output (max_output=8192: the batch's positives plus uniform negatives); "
                      "3000 test + 1000 validation users, 1 fold; batch timing on 1000 test users")
         else:
             cfg = BenchConfig(
                 data=data, preset=preset, n_test=1000, n_val=1000, folds=5, ref_dims=(1024, 4096), dense_epochs=10,
-                sparse_dim=4096, celsa_epochs=10, celsa_final_epochs=2, max_output=None,
+                sparse_dim=4096, celsa_epochs=10, max_output=None,
                 ease_lams=(100.0, 300.0, 1000.0), repeats=3, n_single=200,
                 methods=DEFAULT_METHODS + ("compresae",),
-                note="paper settings: d=4096, exponential schedule with rewinding, E=10, 2 final epochs at each k "
-                     "(the final phase overfits ML-1M after 2-3 epochs on validation users, "
-                     "docs/results/ml1m-trainer.md); dense reference = best of r in {1024, 4096} on the "
-                     "validation users; full output; 1000 test + 1000 validation users, 5 folds")
+                note="paper settings: d=4096, exponential schedule with rewinding, E=10, at most E final epochs at "
+                     "each k, the best on the validation users kept (stopping after 3 without a new best: the final "
+                     "phase overfits ML-1M after 2-4 epochs, docs/results/ml1m-trainer.md); dense models at most 10 "
+                     "epochs, best kept; dense reference = best of r in {1024, 4096} on the validation users; full "
+                     "output; 1000 test + 1000 validation users, 5 folds")
     elif preset == "tiny":
         cfg = BenchConfig(
             data=data, preset=preset, n_test=100, n_val=50, folds=1, budgets=(256, 64), ref_dims=(64,), dense_epochs=1,

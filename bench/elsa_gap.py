@@ -117,9 +117,10 @@ def run(data_path: str, json_path: str, only: list | None, max_epochs: int, prog
 
 
 def _paired(a, b) -> str:
-    d = np.asarray(a) - np.asarray(b)
-    se = d.std(ddof=1) / np.sqrt(len(d))
-    return f"{d.mean():+.4f} [{d.mean() - 1.96 * se:+.4f}, {d.mean() + 1.96 * se:+.4f}]"
+    from .compression import paired_diff_ci
+
+    m, lo, hi = paired_diff_ci(a, b)
+    return f"{m:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
 def page(json_path: str, out: str | None) -> str:

@@ -329,6 +329,15 @@ CSV_FIELDS = ["method", "group", "budget", "config", "val_ndcg@100", "recall@20"
               "p99_ms", "speedup_batch_vs_ref", "speedup_single_vs_ref", "overlap@100", "exact", "seed", "params"]
 
 
+def output_names(stem: str | None = None) -> dict:
+    """The file names `write_outputs` writes: {json, csv, md, png, curves_png}."""
+    if stem:
+        return {"json": f"{stem}.json", "csv": f"{stem}.csv", "md": f"{stem}.md", "png": f"{stem}.png",
+                "curves_png": f"{stem}-curves.png"}
+    return {"json": "results.json", "csv": "results.csv", "md": "report.md", "png": "ndcg_vs_bytes.png",
+            "curves_png": "validation_curves.png"}
+
+
 def write_outputs(result: dict, out_dir: str, command: str = "", plot: bool = True, stem: str | None = None,
                   notes: str | None = None) -> dict:
     """Write the JSON (with the claims), CSV, Markdown report and plots of one run into `out_dir`.
@@ -338,10 +347,7 @@ def write_outputs(result: dict, out_dir: str, command: str = "", plot: bool = Tr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     res = dict(result, claims=check_claims(result["rows"], result.get("per_user_ndcg")), command=command)
-    names = ({"json": f"{stem}.json", "csv": f"{stem}.csv", "md": f"{stem}.md", "png": f"{stem}.png",
-              "curves_png": f"{stem}-curves.png"} if stem else
-             {"json": "results.json", "csv": "results.csv", "md": "report.md", "png": "ndcg_vs_bytes.png",
-              "curves_png": "validation_curves.png"})
+    names = output_names(stem)
     paths = {k: out / names[k] for k in ("json", "csv", "md")}
     with atomic_path(paths["json"]) as tmp, open(tmp, "w") as f:
         json.dump(_jsonable(res), f, indent=1)
@@ -451,9 +457,7 @@ def main(argv=None) -> None:
     from spidx.errors import InputError
 
     try:
-        names = ([f"{a.stem}{e}" for e in (".json", ".csv", ".md", ".png", "-curves.png")] if a.stem else
-                 ["results.json", "results.csv", "report.md", "ndcg_vs_bytes.png", "validation_curves.png"])
-        check_outputs([os.path.join(a.out, n) for n in names], [a.results, a.notes])
+        check_outputs([os.path.join(a.out, n) for n in output_names(a.stem).values()], [a.results, a.notes])
         with open(a.results) as f:
             result = json.load(f)
         notes = None

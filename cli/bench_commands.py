@@ -61,7 +61,7 @@ def register(group: click.Group) -> None:
         """Compressed ELSA + inverted index vs dense ELSA/FAISS codes, post-hoc top-k and pruned EASE at
         matched bytes per item. Prints a Markdown table; writes JSON, CSV and a PNG plot to --out."""
         from spidx.bench.compression import preset_config, run_benchmark
-        from spidx.bench.report import markdown, write_outputs
+        from spidx.bench.report import markdown, output_names, write_outputs
 
         cfg = preset_config(
             preset, data, out=out, methods=_strs(methods), budgets=_ints(budgets), n_test=n_test, n_val=n_val, folds=folds,
@@ -71,7 +71,7 @@ def register(group: click.Group) -> None:
             progress=not quiet)
         from spidx.atomic import check_outputs
 
-        names = ["results.json", "results.csv", "report.md"] + ([] if no_plot else ["ndcg_vs_bytes.png", "validation_curves.png"])
+        names = [n for key, n in output_names().items() if not (no_plot and key in ("png", "curves_png"))]
         check_outputs([os.path.join(cfg.out, name) for name in names], [cfg.data])
         log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
         result = run_benchmark(cfg, log=log)

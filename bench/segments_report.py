@@ -1,6 +1,6 @@
 """Segments report on MovieLens-100K: genre purity vs random segments, and homepage hit rate.
 
-    spidx train ml-100k.inter.gz --rating-col 2 --min-rating 4 --test-users 200 --seed 42 \
+    spidx train ml-100k.inter.gz --rating-col 2 --min-rating 4 --test-users 200 --val-users 0 --seed 42 \
         --dim 256 --nnz 32,16 --out ce_d256_k{k}.npz            # likewise --dim 512, 1024
     python -m spidx.bench.segments_report --embeddings ce_d1024_k16.npz ce_d256_k16.npz ... \
         --interactions ml-100k.inter.gz --metadata ml-100k.item.gz [--n-test 200 --seed 42 --min-rating 4] [--layout rows=5,items=10]

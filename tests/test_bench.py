@@ -320,3 +320,26 @@ def test_best_faiss_and_frontiers_choose_on_validation():
     assert stored == {(128, "celsa"): "k=16 i8", (128, "faiss"): "PQ8", (64, "celsa"): "k=8 i8", (64, "faiss"): "SQ8"}
     lines = frontier_table(rows, "stored_bytes_per_item", "stored", (64,))
     assert "| 64 | Compressed ELSA (our index, best value type) | k=8 i8 | 60.0 | 0.2900 | 0.3500 | 0.3500 |" in lines
+
+
+def test_prefill_trains_what_the_benchmark_then_finds_cached(small_interactions_file, tmp_path):
+    """Models trained by `bench.prefill` (e.g. on a GPU machine) are the ones `spidx bench`'s context loads."""
+    import numpy as np
+    from spidx.bench.compression import Context
+    from spidx.bench.prefill import main, prefill
+    from spidx.errors import InputError
+
+    cfg = _tiny_config(small_interactions_file, tmp_path)
+    lines = prefill(cfg, ["celsa", "dense"])
+    assert any(line.startswith("Compressed ELSA") and "trained in" in line for line in lines)
+    assert any(line.startswith(f"dense ELSA r={cfg.ref_dims[0]}") and "trained in" in line for line in lines)
+    ctx = Context(cfg)
+    models, _, cached, p = ctx.celsa()
+    assert cached and sorted(models) == sorted(p["targets"])
+    for k, m in models.items():
+        assert np.all(np.diff(m.indptr) == k)
+    assert ctx.dense(cfg.ref_dims[0])[2]
+    assert "cached" in prefill(cfg, ["celsa"])[0]
+    with pytest.raises(InputError, match="unknown model"):
+        prefill(cfg, ["compresae"])
+    assert main(["--preset", "tiny", "--data", str(small_interactions_file), "--models", "nope"]) == 2

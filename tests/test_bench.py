@@ -330,7 +330,7 @@ def test_prefill_trains_what_the_benchmark_then_finds_cached(small_interactions_
     from spidx.errors import InputError
 
     cfg = _tiny_config(small_interactions_file, tmp_path)
-    lines = prefill(cfg, ["celsa", "dense"])
+    lines = prefill(cfg, ["celsa", "dense", "compresae"])
     assert any(line.startswith("Compressed ELSA") and "trained in" in line for line in lines)
     assert any(line.startswith(f"dense ELSA r={cfg.ref_dims[0]}") and "trained in" in line for line in lines)
     ctx = Context(cfg)
@@ -339,7 +339,11 @@ def test_prefill_trains_what_the_benchmark_then_finds_cached(small_interactions_
     for k, m in models.items():
         assert np.all(np.diff(m.indptr) == k)
     assert ctx.dense(cfg.ref_dims[0])[2]
+    pdim = cfg.posthoc_dim or cfg.sparse_dim
+    for b in cfg.budgets:
+        codes, _, cached, _ = ctx.compresae(pdim, b // 8)
+        assert cached and np.all(np.diff(codes.indptr) == b // 8)
     assert "cached" in prefill(cfg, ["celsa"])[0]
     with pytest.raises(InputError, match="unknown model"):
-        prefill(cfg, ["compresae"])
+        prefill(cfg, ["seismic"])
     assert main(["--preset", "tiny", "--data", str(small_interactions_file), "--models", "nope"]) == 2

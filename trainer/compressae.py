@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spidx.errors import InputError
+from spidx.trainer.elsa import resolve_device
 
 
 class CompresSAE(torch.nn.Module):
@@ -79,7 +80,7 @@ def compressae_loss(model: CompresSAE, a: torch.Tensor) -> torch.Tensor:
 
 
 def train_compressae(E: np.ndarray, dim: int = 4096, k: int = 16, epochs: int = 10, batch_size: int = 1024,
-                     lr: float = 1e-3, seed: int = 42, progress: bool = True) -> CompresSAE:
+                     lr: float = 1e-3, seed: int = 42, progress: bool = True, device: str = "auto") -> CompresSAE:
     """Fit a CompresSAE on the rows of E (items x r) and return the model in its best-loss state.
 
     Parameters
@@ -97,6 +98,9 @@ def train_compressae(E: np.ndarray, dim: int = 4096, k: int = 16, epochs: int = 
         Seeds the initialisation and the shuffling (same seed, same model on CPU).
     progress : bool
         Show a progress bar over epochs.
+    device : str
+        "auto" (CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N". The initialisation and the shuffling
+        are drawn on the CPU, so only the arithmetic differs between devices.
 
     Notes
     -----
@@ -113,15 +117,16 @@ def train_compressae(E: np.ndarray, dim: int = 4096, k: int = 16, epochs: int = 
         raise InputError(f"CompresSAE needs 0 < k <= dim, got k={k}, dim={dim}")
     if epochs <= 0 or batch_size <= 0:
         raise InputError(f"CompresSAE needs epochs > 0 and batch_size > 0, got {epochs}, {batch_size}")
+    dev = resolve_device(device)
     gen = torch.Generator().manual_seed(int(seed))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = CompresSAE(E.shape[1], int(dim), int(k))
-    data = torch.from_numpy(E)
+        model = CompresSAE(E.shape[1], int(dim), int(k)).to(dev)
+    data = torch.from_numpy(E).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best_loss, best_state = float("inf"), None
     for _ in tqdm(range(epochs), desc="CompresSAE", disable=not progress, unit="epoch"):
-        order = torch.randperm(data.shape[0], generator=gen)
+        order = torch.randperm(data.shape[0], generator=gen).to(dev)
         total = 0.0
         for start in range(0, data.shape[0], batch_size):
             batch = data[order[start:start + batch_size]]
@@ -142,14 +147,16 @@ def train_compressae(E: np.ndarray, dim: int = 4096, k: int = 16, epochs: int = 
 
 @torch.no_grad()
 def compressae_codes(model: CompresSAE, E: np.ndarray, batch_size: int = 4096) -> sp.csr_matrix:
-    """The k-sparse codes of E's rows as CSR (exactly k stored entries per row), rows scaled to unit L2 norm."""
+    """The k-sparse codes of E's rows as CSR (exactly k stored entries per row), rows scaled to unit L2 norm;
+    computed on the model's device."""
     data = torch.from_numpy(np.asarray(E, np.float32))
+    dev = model.encoder_weight.device
     k = model.k
     values, indices = [], []
     for start in range(0, data.shape[0], batch_size):
-        vals, idx = torch.topk(model.pre_activation(data[start:start + batch_size]), k, dim=1)
-        values.append(vals.numpy())
-        indices.append(idx.numpy())
+        vals, idx = torch.topk(model.pre_activation(data[start:start + batch_size].to(dev)), k, dim=1)
+        values.append(vals.cpu().numpy())
+        indices.append(idx.cpu().numpy())
     vals = np.concatenate(values).astype(np.float32)
     idx = np.concatenate(indices).astype(np.int32)
     norms = np.linalg.norm(vals, axis=1, keepdims=True)
@@ -163,9 +170,9 @@ def compressae_codes(model: CompresSAE, E: np.ndarray, batch_size: int = 4096) -
 
 
 def fit_compressae(E: np.ndarray, dim: int = 4096, k: int = 16, epochs: int = 10, batch_size: int = 1024,
-                   lr: float = 1e-3, seed: int = 42, progress: bool = True) -> sp.csr_matrix:
+                   lr: float = 1e-3, seed: int = 42, progress: bool = True, device: str = "auto") -> sp.csr_matrix:
     """Fit a CompresSAE on E (see `train_compressae`) and return its codes of E, the matrix the paper serves
     as ELSA's item embeddings: CSR, items x dim, exactly k non-zeros per row, unit rows."""
     model = train_compressae(E, dim=dim, k=k, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             progress=progress)
+                             progress=progress, device=device)
     return compressae_codes(model, E)

@@ -322,6 +322,18 @@ def _jsonable(o):
     return o
 
 
+def json_text(o, level: int = 0) -> str:
+    """JSON with one key per line, but every list of numbers (per-user nDCG, curves) on a single line: the
+    results hold a figure per test user per row, which one-value-per-line indentation bloats ~3x."""
+    pad, inner = " " * level, " " * (level + 1)
+    if isinstance(o, dict) and o:
+        items = [f"{inner}{json.dumps(k)}: {json_text(v, level + 1)}" for k, v in o.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(o, list) and o and any(isinstance(v, (dict, list)) for v in o):
+        return "[\n" + ",\n".join(inner + json_text(v, level + 1) for v in o) + f"\n{pad}]"
+    return json.dumps(o, separators=(", ", ": ") if not isinstance(o, list) else (",", ":"))
+
+
 CSV_FIELDS = ["method", "group", "budget", "config", "val_ndcg@100", "recall@20", "recall@50", "ndcg@100", "ndcg_vs_ref",
               "ndcg_diff_vs_ref", "ndcg_diff_ci95",
               "paper_bytes_per_item", "stored_bytes_per_item", "code_bytes_per_item", "fixed_bytes",
@@ -350,7 +362,7 @@ def write_outputs(result: dict, out_dir: str, command: str = "", plot: bool = Tr
     names = output_names(stem)
     paths = {k: out / names[k] for k in ("json", "csv", "md")}
     with atomic_path(paths["json"]) as tmp, open(tmp, "w") as f:
-        json.dump(_jsonable(res), f, indent=1)
+        f.write(json_text(_jsonable(res)) + "\n")
     with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()

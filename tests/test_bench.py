@@ -91,6 +91,14 @@ def test_report_rerenders_from_results_json(bench_run, tmp_path):
     assert (out / "results.json").read_bytes() == before
     claims = md.split("## Claims")[1].split("![")[0]
     assert "Δ " in claims and claims == (out / "report.md").read_text().split("## Claims")[1].split("![")[0]
+    # the re-rendered JSON holds the same results, each row's per-user nDCG@100 on one line
+    original, rerendered = json.loads(before), json.loads((tmp_path / "docs" / "bench-x.json").read_text())
+    assert rerendered["rows"] == original["rows"] and rerendered["per_user_ndcg"] == original["per_user_ndcg"]
+    lines = (tmp_path / "docs" / "bench-x.json").read_text().splitlines()
+    users = len(original["per_user_ndcg"][0])
+    assert users > 1 and len(lines) < len(json.dumps(original, indent=1).splitlines()) - users
+    per_user_lines = [line for line in lines if line.strip().startswith("[") and line.strip().rstrip(",").endswith("]")]
+    assert len(per_user_lines) >= len(original["per_user_ndcg"])
 
 
 @pytest.mark.slow

@@ -34,6 +34,9 @@ DATASETS = {  # name: (interactions file, test users as in the benchmark / resul
     # final-epoch choice and the validation hold-out are left to the defaults
     "gowalla": ("../shared/data/gowalla/gowalla.npz", 3000,
                 ["--dim", "512", "--epochs", "3", "--batch-size", "256", "--max-output", "2048"]),
+    # the defaults at full scale (d = 4096, E = 10): ~3 h per run on the 2-core machine, minutes on a GPU
+    # (`run --device auto` there, then `collect --into` the committed figures)
+    "gowalla-full": ("../shared/data/gowalla/gowalla.npz", 3000, []),
 }
 VARIANTS = {  # the options that differ: ML-1M's hand-found final epochs on every non-test user, or nothing
     "tuned": ["--final-epochs", "2", "--val-users", "0"],
@@ -48,23 +51,23 @@ DIAGNOSTIC_LABELS = {"no-refit": "default with `--no-refit`",
 TOLERANCE = 0.01  # the defaults must reach the tuned nDCG@100 within 1 %
 
 
-def commands(name: str, runs: str, variants: dict = VARIANTS) -> list[tuple[str, list]]:
-    """(variant, argv) of the `spidx train` and `spidx evaluate` calls for one data set."""
+def commands(name: str, runs: str, variants: dict = VARIANTS, device: str = "cpu") -> list[tuple[str, list]]:
+    """(variant, argv) of the `spidx train` and `spidx evaluate` calls for one data set, training on `device`."""
     data, test_users, common = DATASETS[name]
     out = []
     for variant, extra in variants.items():
         stem = os.path.join(runs, f"{name}-{variant}-k")
         out.append((variant, ["train", data, "--out", stem + "{k}.npz", *common, "--nnz", ",".join(map(str, KS)),
-                              "--test-users", str(test_users), "--quiet", "--device", "cpu", *extra]))
+                              "--test-users", str(test_users), "--quiet", "--device", device, *extra]))
         out += [(variant, ["evaluate", f"{stem}{k}.npz", data, "--json", f"{stem}{k}.json"]) for k in KS]
     return out
 
 
-def run(runs: str, names) -> None:
+def run(runs: str, names, device: str = "cpu") -> None:
     """Train and evaluate every variant (one process at a time; progress to stderr)."""
     os.makedirs(runs, exist_ok=True)
     for name in names:
-        for _, argv in commands(name, runs):
+        for _, argv in commands(name, runs, device=device):
             print("spidx " + " ".join(argv), file=sys.stderr, flush=True)
             subprocess.run([sys.executable, "-m", "spidx.cli.main", *argv], check=True)
 
@@ -187,6 +190,15 @@ def markdown(r: dict) -> str:
     return "\n".join(out)
 
 
+def merge_figures(earlier: dict, new: dict) -> dict:
+    """`earlier` figures with the data sets (and their commands) of `new` added or replaced, so data sets run
+    on different machines (e.g. the full-scale Gowalla runs on a GPU) make one page."""
+    out = dict(earlier)
+    for key in ("commands", "datasets"):
+        out[key] = {**earlier.get(key, {}), **new.get(key, {})}
+    return out
+
+
 def _write(path: str | None, text: str) -> None:
     if path is None:
         print(text, end="")
@@ -201,8 +213,12 @@ def main(argv=None) -> int:
     for cmd in ("run", "collect"):
         p = sub.add_parser(cmd)
         p.add_argument("--runs", default="runs/validated", help="folder of the run files")
-        p.add_argument("--datasets", default=",".join(DATASETS), help="comma list of " + ", ".join(DATASETS))
+        p.add_argument("--datasets", default=",".join(d for d in DATASETS if d != "gowalla-full"),
+                       help="comma list of " + ", ".join(DATASETS))
+        if cmd == "run":
+            p.add_argument("--device", default="cpu", help="training device: cpu (default), auto or cuda")
         if cmd == "collect":
+            p.add_argument("--into", help="an earlier figures JSON whose other data sets are kept")
             p.add_argument("--json", help="write the figures here")
             p.add_argument("--notes", help="a text file whose lines are appended to the page as notes")
             p.add_argument("--out", help="write the page here (default: print it)")
@@ -211,10 +227,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="write the page here (default: print it)")
     args = ap.parse_args(argv)
     if args.cmd == "run":
-        run(args.runs, args.datasets.split(","))
+        run(args.runs, args.datasets.split(","), args.device)
         return 0
     if args.cmd == "collect":
         r = collect(args.runs, args.datasets.split(","))
+        if args.into:
+            with open(args.into, encoding="utf-8") as f:
+                r = merge_figures(json.load(f), r)
         if args.notes:
             with open(args.notes, encoding="utf-8") as f:
                 r["notes"] = f.read().splitlines()

@@ -24,3 +24,20 @@ def test_validated_defaults_page_is_generated_from_its_json():
     ml1m = figures["datasets"]["ml-1m"]
     tuned, default = ml1m["tuned"]["k"]["128"]["test"]["ndcg@100"], ml1m["default"]["k"]["128"]["test"]["ndcg@100"]
     assert f"| 128 | 1024 | {tuned:.4f} | {default:.4f} | {default / tuned:.1%} |" in page
+
+
+def test_validated_defaults_merges_data_sets_run_elsewhere():
+    """Figures collected on another machine (e.g. full-scale Gowalla on a GPU) join the committed ones."""
+    from spidx.bench.validated_defaults import commands, markdown as validated_page, merge_figures
+
+    figures = json.loads((RESULTS / "validated-defaults.json").read_text(encoding="utf-8"))
+    new = {"commands": {"gowalla-full": ["spidx train x"]},
+           "datasets": {"gowalla-full": figures["datasets"]["gowalla"] | {"options": []}}}
+    merged = merge_figures(figures, new)
+    assert set(merged["datasets"]) == set(figures["datasets"]) | {"gowalla-full"}
+    assert merged["commands"]["ml-1m"] == figures["commands"]["ml-1m"]
+    assert merged["datasets"]["ml-1m"] == figures["datasets"]["ml-1m"] and "gowalla-full" not in figures["datasets"]
+    assert "## gowalla-full" in validated_page(merged)
+    train = [argv for _, argv in commands("gowalla-full", "runs", device="auto") if argv[0] == "train"]
+    assert len(train) == 2 and all(argv[argv.index("--device") + 1] == "auto" for argv in train)
+    assert all("--dim" not in argv for argv in train)  # the defaults at full scale

@@ -34,7 +34,7 @@ DATASETS = {  # name: (interactions file, test users as in the benchmark / resul
     # final-epoch choice and the validation hold-out are left to the defaults
     "gowalla": ("../shared/data/gowalla/gowalla.npz", 3000,
                 ["--dim", "512", "--epochs", "3", "--batch-size", "256", "--max-output", "2048"]),
-    # the defaults at full scale (d = 4096, E = 10): ~3 h per run on the 2-core machine, minutes on a GPU
+    # the defaults at full scale (d = 4096, E = 10): an estimated 2-4 h per run on the 2-core machine, minutes on a GPU
     # (`run --device auto` there, then `collect --into` the committed figures)
     "gowalla-full": ("../shared/data/gowalla/gowalla.npz", 3000, []),
 }

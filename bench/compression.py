@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from spidx.atomic import atomic_path
 from spidx.embeddings import load_embeddings, save_embeddings
 from spidx.errors import InputError
 from spidx.interactions import read_interactions
@@ -37,6 +38,10 @@ DEFAULT_DATA = Path("data") / "gowalla.npz"
 ALL_METHODS = ("dense", "lowdim", "faiss", "posthoc", "compresae", "ease", "celsa", "seismic")
 # Seismic is opt-in (`--methods ...,seismic`): on Compressed ELSA embeddings (signed values, queries with
 # thousands of active dimensions) it measured ~50 ms/query with overlap@100 of 0.2-0.3 on ML-1M.
+# Evaluated rows are cached under the model cache (rows/), keyed by the split, the row's method, configuration and
+# parameters, and the timing settings, so an interrupted run resumes at the first row it had not finished; bump
+# this when what a row holds or how it is computed changes, so older rows are evaluated again.
+ROW_CACHE_VERSION = 1
 # CompresSAE (the paper's post-hoc baseline) is on in `--preset paper` and `tiny`, opt-in elsewhere: one
 # sparse autoencoder per budget adds minutes to the small default run.
 DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m not in ("seismic", "compresae"))
@@ -345,6 +350,29 @@ class Context:
                                             c.compresae_lr, c.seed, c.progress))
         return codes, secs + sae_secs, cached and sae_cached, params
 
+    # evaluated rows: a long run resumes where it stopped ------------------------------------------------
+    def _row_path(self, identity: dict) -> Path:
+        return self.cache / "rows" / f"row-{self._key('row', dict(identity, version=ROW_CACHE_VERSION))}.json"
+
+    def load_row(self, identity: dict):
+        """(row, per-user test nDCG@100) evaluated earlier for `identity` with this split, or None."""
+        path = self._row_path(identity)
+        if not path.exists():
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                rec = json.load(f)
+            return rec["row"], np.asarray(rec["per_user_ndcg"], dtype=np.float64)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # unreadable or partial: evaluate again
+
+    def save_row(self, identity: dict, row: dict, per_user_ndcg) -> None:
+        path = self._row_path(identity)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rec = {"identity": identity, "row": row, "per_user_ndcg": [float(v) for v in per_user_ndcg]}
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump(rec, f, default=_json_default)
+
     # evaluation -------------------------------------------------------------------------------------
     def exact_rankings(self, key: str, A, folds: str = "test") -> list:
         """Exact top-100 of uncompressed embeddings A for every fold of the test (overlap@100 reference) or
@@ -353,6 +381,14 @@ class Context:
             self.exact_cache[(key, folds)] = [exact_dense_topk(A, f.history, 100)
                                               for f in getattr(self.split, folds)]
         return self.exact_cache[(key, folds)]
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def _with_curve(trained) -> tuple:
@@ -442,9 +478,34 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
             served.recommend(H0[: min(8, H0.shape[0])], 100)
             return time_served(served, H_time, 100, c.repeats, c.n_single, c.seed)
 
+    timing_settings = {"threads": c.threads, "repeats": c.repeats, "n_single": c.n_single,
+                       "n_time_batch": c.n_time_batch, "seed": c.seed}
+
+    def row_identity(identity: dict, timed: bool) -> dict:
+        # what makes a cached row valid: the served method as named, its evaluation and, when timed, the timing
+        return dict(identity, timed=timed, timing=timing_settings if timed else None, folds=c.folds)
+
+    def add_cached_row(hit, group_bar=None) -> dict:
+        cached_row, users = hit
+        per_user[len(rows)] = users
+        row = dict(cached_row, row_cached=True, cached=True)  # its training seconds are an earlier run's
+        rows.append(row)
+        log(f"  {row['method']:<34} {row['config']:<40} nDCG@100 {row['ndcg@100']:.4f}  "
+            f"(validation {row['val_ndcg@100']:.4f})  from the row cache of an earlier run")
+        if group_bar is not None:
+            group_bar.update(1)
+        return row
+
     def evaluate(served, group_bar=None, timed=True):
         # rankings on every core (results do not depend on threads); timing on c.threads. Untimed rows (FAISS
-        # configurations not chosen on the validation users) get no speed figures.
+        # configurations not chosen on the validation users) get no speed figures. A row evaluated by an earlier
+        # run with the same split, identity and timing settings is taken from the cache.
+        identity = row_identity({"method": served.method, "group": served.group, "budget": served.budget,
+                                 "config": served.config, "params": served.params, "base": served.base,
+                                 "exact": served.exact}, timed)
+        hit = ctx.load_row(identity)
+        if hit is not None:
+            return add_cached_row(hit, group_bar)
         rankings = [served.recommend(f.history, 100) for f in folds]
         timing = time_row(served) if timed else dict.fromkeys(TIMING_FIELDS)
         user_metrics = per_user_metrics(rankings, folds)
@@ -466,6 +527,8 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
             **timing, "exact": served.exact, "overlap@100": ov,
             "params": served.params, "seed": served.params.get("seed", c.seed), "extra": served.extra,
         }
+        ctx.save_row(identity, row, user_metrics["ndcg@100"])
+        row["row_cached"] = False
         rows.append(row)
         log(f"  {served.method:<34} {served.config:<40} nDCG@100 {metrics['ndcg@100']:.4f}  "
             f"(validation {val_ndcg:.4f})  R@20 {metrics['recall@20']:.4f}  {served.paper_bytes_per_item:8.1f} B/item  "
@@ -517,7 +580,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
 
     # 3. FAISS codes on the reference and on the low-dim models
     if "faiss" in c.methods:
-        from .faiss_methods import build_faiss, candidate_configs
+        from .faiss_methods import build_faiss, candidate_configs, faiss_identity
 
         bases = []
         if "reference" in c.faiss_bases:
@@ -531,16 +594,32 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         b = bar(len(jobs), "FAISS codes")
         # every configuration ranks the test and validation users; only each budget's choice on the validation
         # users (the main table's FAISS row) is timed, so the slow codes of the grid cost one ranking pass
-        chosen: dict = {}  # budget -> (row, served) with the best validation nDCG@100 so far
+        # budget -> (row, its position, served or None when the row came from the cache, how to build it) with the
+        # best validation nDCG@100 so far; a cached row's quantiser is looked up before it is trained
+        chosen: dict = {}
         for (A, label, key, p, secs), fc in jobs:
-            served = build_faiss(A, fc, label, key, p)  # built on every core; build_seconds say so
-            served.train_seconds = secs
-            row = evaluate(served, b, timed=False)
+            hit = ctx.load_row(row_identity(faiss_identity(fc, label, key, p), timed=False))
+            if hit is not None:
+                row, served = add_cached_row(hit, b), None
+            else:
+                served = build_faiss(A, fc, label, key, p)  # built on every core; build_seconds say so
+                served.train_seconds = secs
+                row = evaluate(served, b, timed=False)
             if row["budget"] not in chosen or row["val_ndcg@100"] > chosen[row["budget"]][0]["val_ndcg@100"]:
-                chosen[row["budget"]] = (row, served)
+                chosen[row["budget"]] = (row, len(rows) - 1, served, (A, fc, label, key, p, secs))
             del served
-        for row, served in chosen.values():
-            row.update(time_row(served))
+        for row, pos, served, (A, fc, label, key, p, secs) in chosen.values():
+            identity = row_identity(faiss_identity(fc, label, key, p), timed=True)
+            hit = ctx.load_row(identity)
+            if hit is not None:
+                timing = {f: hit[0][f] for f in TIMING_FIELDS}
+            else:
+                if served is None:
+                    served = build_faiss(A, fc, label, key, p)
+                timing = time_row(served)
+                ctx.save_row(identity, {**{f: v for f, v in row.items() if f != "row_cached"}, **timing},
+                             per_user[pos])
+            row.update(timing)
         del chosen
         b.close()
 
@@ -671,6 +750,7 @@ def run_benchmark(cfg: BenchConfig, log=print) -> dict:
         "seconds": time.perf_counter() - t_start, "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": c.threads,
         "seismic_available": seismic_available(),
+        "rows_from_cache": sum(bool(r.get("row_cached")) for r in rows),
     }
     # per evaluation row nDCG@100 of every result row (same order): the claims' paired intervals between methods
     per_user_ndcg = [[round(float(v), 5) for v in per_user[i]] for i in range(len(rows))]

@@ -355,3 +355,51 @@ def test_prefill_trains_what_the_benchmark_then_finds_cached(small_interactions_
     with pytest.raises(InputError, match="unknown model"):
         prefill(cfg, ["seismic"])
     assert main(["--preset", "tiny", "--data", str(small_interactions_file), "--models", "nope"]) == 2
+
+
+@pytest.mark.slow
+@needs_ml100k
+def test_interrupted_run_resumes_from_the_row_cache(bench_run, tmp_path):
+    """A second run with the same cache takes every evaluated row (figures, per-user nDCG, timings) from the row
+    cache; rows whose cache files are gone (an interrupted run) are evaluated again, to the same figures."""
+    from click.testing import CliRunner
+
+    from spidx.cli.main import main
+
+    out, _, args, cache = bench_run
+    first = json.loads((out / "results.json").read_text())
+
+    def rerun(name):
+        again = list(args)
+        again[again.index("--out") + 1] = str(tmp_path / name)
+        res = CliRunner().invoke(main, again, catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return json.loads((tmp_path / name / "results.json").read_text())
+
+    def figures(row):
+        return {k: v for k, v in row.items() if k not in ("row_cached", "cached")}
+
+    second = rerun("second")
+    assert second["meta"]["rows_from_cache"] == len(second["rows"]) == len(first["rows"])
+    assert [figures(r) for r in second["rows"]] == [figures(r) for r in first["rows"]]
+    assert second["per_user_ndcg"] == first["per_user_ndcg"]
+    assert "come from the row cache" in (tmp_path / "second" / "report.md").read_text()
+
+    row_files = sorted((cache / "rows").glob("row-*.json"))
+    dropped = {}
+    for path in row_files:
+        identity = json.loads(path.read_text())["identity"]
+        # an untimed FAISS configuration of the grid and a Compressed ELSA row
+        if identity["group"] in ("faiss", "celsa") and identity["group"] not in dropped \
+                and not (identity["group"] == "faiss" and identity["timed"]):
+            dropped[identity["group"]] = identity
+            path.unlink()
+    assert set(dropped) == {"faiss", "celsa"}
+    third = rerun("third")
+    fresh = [r for r in third["rows"] if not r["row_cached"]]
+    assert {r["group"] for r in fresh} == {"faiss", "celsa"} and len(fresh) == 2
+    for a, b in zip(third["rows"], first["rows"]):
+        assert (a["method"], a["config"]) == (b["method"], b["config"])
+        assert a["ndcg@100"] == pytest.approx(b["ndcg@100"], abs=1e-9)
+        assert a["val_ndcg@100"] == pytest.approx(b["val_ndcg@100"], abs=1e-9)
+    assert third["per_user_ndcg"] == first["per_user_ndcg"]

@@ -367,11 +367,17 @@ class Context:
             return None  # unreadable or partial: evaluate again
 
     def save_row(self, identity: dict, row: dict, per_user_ndcg) -> None:
-        path = self._row_path(identity)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Keep an evaluated row for a later run; a row that cannot be kept is only logged (the run goes on, it
+        would merely evaluate that row again after an interruption)."""
         rec = {"identity": identity, "row": row, "per_user_ndcg": [float(v) for v in per_user_ndcg]}
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            json.dump(rec, f, default=_json_default)
+        try:
+            text = json.dumps(rec, default=_json_default)
+            path = self._row_path(identity)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+        except (TypeError, ValueError, OSError) as e:
+            self.log(f"row cache: not kept ({e})")
 
     # evaluation -------------------------------------------------------------------------------------
     def exact_rankings(self, key: str, A, folds: str = "test") -> list:

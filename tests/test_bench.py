@@ -403,3 +403,27 @@ def test_interrupted_run_resumes_from_the_row_cache(bench_run, tmp_path):
         assert a["ndcg@100"] == pytest.approx(b["ndcg@100"], abs=1e-9)
         assert a["val_ndcg@100"] == pytest.approx(b["val_ndcg@100"], abs=1e-9)
     assert third["per_user_ndcg"] == first["per_user_ndcg"]
+
+
+def test_row_cache_round_trip_and_unkeepable_rows(small_interactions_file, tmp_path):
+    """A kept row comes back equal (NaN and numpy scalars included); a row that cannot be serialised is logged and
+    not kept, and the run would go on."""
+    import math
+
+    import numpy as np
+    from spidx.bench.compression import Context
+
+    logged = []
+    ctx = Context(_tiny_config(small_interactions_file, tmp_path), log=logged.append)
+    identity = {"method": "m", "config": "c", "params": {"k": 8}, "timed": False}
+    row = {"method": "m", "ndcg@100": np.float64(0.25), "qps_batch": None, "overlap@100": float("nan"),
+           "params": {"k": np.int64(8), "targets": [8, 16]}}
+    assert ctx.load_row(identity) is None
+    ctx.save_row(identity, row, np.array([0.5, 0.0]))
+    back, users = ctx.load_row(identity)
+    assert back["ndcg@100"] == 0.25 and back["qps_batch"] is None and math.isnan(back["overlap@100"])
+    assert back["params"] == {"k": 8, "targets": [8, 16]} and users.tolist() == [0.5, 0.0]
+    assert ctx.load_row(dict(identity, timed=True)) is None  # another identity, another row
+    other = dict(identity, config="d")
+    ctx.save_row(other, dict(row, extra=object()), [0.1])
+    assert ctx.load_row(other) is None and any("not kept" in m for m in logged)

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from spidx.atomic import atomic_path
-from spidx.embeddings import load_embeddings, save_embeddings
+from spidx.embeddings import _json_default, load_embeddings, save_embeddings
 from spidx.errors import InputError
 from spidx.interactions import read_interactions
 from spidx.trainer.config import TrainConfig
@@ -387,14 +387,6 @@ class Context:
             self.exact_cache[(key, folds)] = [exact_dense_topk(A, f.history, 100)
                                               for f in getattr(self.split, folds)]
         return self.exact_cache[(key, folds)]
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
 def _with_curve(trained) -> tuple:

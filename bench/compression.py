@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from spidx.atomic import atomic_path
-from spidx.embeddings import _json_default, load_embeddings, save_embeddings
+from spidx.embeddings import json_default, load_embeddings, save_embeddings
 from spidx.errors import InputError
 from spidx.interactions import read_interactions
 from spidx.trainer.config import TrainConfig
@@ -371,7 +371,7 @@ class Context:
         would merely evaluate that row again after an interruption)."""
         rec = {"identity": identity, "row": row, "per_user_ndcg": [float(v) for v in per_user_ndcg]}
         try:
-            text = json.dumps(rec, default=_json_default)
+            text = json.dumps(rec, default=json_default)
             path = self._row_path(identity)
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

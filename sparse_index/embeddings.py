@@ -46,7 +46,7 @@ def save_embeddings(path, matrix, item_ids, meta: dict | None = None) -> None:
     meta.setdefault("format", FORMAT)
     meta.setdefault("format_version", FORMAT_VERSION)
     meta["n_items"], meta["d"] = int(matrix.shape[0]), int(matrix.shape[1])
-    arrays = {"item_ids": item_ids, "meta": np.array(json.dumps(meta, default=_json_default))}
+    arrays = {"item_ids": item_ids, "meta": np.array(json.dumps(meta, default=json_default))}
     if sp.issparse(matrix):
         m = sp.csr_matrix(matrix, dtype=np.float32)
         m.sort_indices()
@@ -140,7 +140,8 @@ def _read_csr(path, z, n_ids: int) -> sp.csr_matrix:
     return sp.csr_matrix((data, indices.astype(np.int32), indptr), shape=shape)
 
 
-def _json_default(o):
+def json_default(o):
+    """`json.dumps` default for saved metadata: numpy scalars become Python numbers, arrays lists."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -24,6 +24,7 @@ import struct
 import numpy as np
 
 from .atomic import atomic_path
+from .embeddings import json_default
 from .errors import InputError
 
 MAGIC = b"SPIDXIDX"
@@ -94,7 +95,7 @@ def write_index(path, index) -> None:
         for name, a in arrays.items():
             meta[name]["offset_abs"] = base + meta[name]["offset"]
         header["file_size"] = base + meta[name]["offset"] + arrays[name].nbytes
-        text = json.dumps(header, sort_keys=True, default=_json_default).encode()
+        text = json.dumps(header, sort_keys=True, default=json_default).encode()
         new_base = _aligned(_PREFIX.size + len(text))
         if new_base == base:
             break
@@ -489,9 +490,3 @@ def _derive_summaries(path, index) -> None:
                           min(listed, max(index.d, 1)), index.row_dims.dtype)
     for name, a in summaries.items():
         setattr(index, name, a)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

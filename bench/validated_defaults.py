@@ -226,6 +226,20 @@ def main(argv=None) -> int:
     p.add_argument("results", help="the figures JSON (docs/results/validated-defaults.json)")
     p.add_argument("--out", help="write the page here (default: print it)")
     args = ap.parse_args(argv)
+    try:
+        return _main(args)
+    except subprocess.CalledProcessError as e:  # spidx printed its own one-line error
+        print(f"error: `spidx {' '.join(e.cmd[3:])}` failed (exit {e.returncode})", file=sys.stderr)
+        return 2
+    except KeyError as e:
+        print(f"error: unknown data set or missing figure {e}; data sets: {', '.join(DATASETS)}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:  # missing or unreadable file, bad JSON
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
     if args.cmd == "run":
         run(args.runs, args.datasets.split(","), args.device)
         return 0

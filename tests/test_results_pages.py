@@ -41,3 +41,18 @@ def test_validated_defaults_merges_data_sets_run_elsewhere():
     train = [argv for _, argv in commands("gowalla-full", "runs", device="auto") if argv[0] == "train"]
     assert len(train) == 2 and all(argv[argv.index("--device") + 1] == "auto" for argv in train)
     assert all("--dim" not in argv for argv in train)  # the defaults at full scale
+
+
+def test_validated_defaults_bad_inputs_get_one_line_errors(tmp_path, capsys):
+    """A missing --into file, an unknown data set and a corrupt figures JSON: exit 2 and one line, no traceback."""
+    from spidx.bench.validated_defaults import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    cases = [["collect", "--runs", str(tmp_path), "--datasets", "nope"],
+             ["page", str(tmp_path / "missing.json")],
+             ["page", str(bad)]]
+    for argv in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err

@@ -243,7 +243,7 @@ def markdown(result: dict, command: str = "", notes: str | None = None, curves_p
             f"Total wall time {meta['seconds'] / 60:.1f} min on {meta['machine']}"
             + (f"; {meta['rows_from_cache']} of {len(rows)} rows (figures and timings) come from the row cache of an "
                "earlier, interrupted run with the same split and settings (`row_cached` in the JSON), so their "
-               "speed-ups compare timings of two processes" if meta.get("rows_from_cache") else "") + ".",
+               "speed-ups compare timings of different processes" if meta.get("rows_from_cache") else "") + ".",
             "",
             "Bytes per item: *paper* = the paper's accounting (4·r for float32 dense, (4 + value bytes)·k for k "
             "non-zeros, code bytes for FAISS); *stored* = what is actually held (our index keeps posting lists "
